@@ -1,0 +1,1 @@
+//! whatsapp-rust storage on PostgreSQL.

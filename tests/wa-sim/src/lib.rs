@@ -1,0 +1,1 @@
+//! wa-sim: a WhatsApp server stand-in.
