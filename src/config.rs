@@ -1,0 +1,251 @@
+//! Command line and environment configuration (`wuts --help` documents every setting).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default database: the local PostgreSQL with trust authentication, database `wuts`.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/wuts";
+
+/// WUTS gateway: a multi-tenant REST API for WhatsApp linked-device sessions.
+///
+/// With no subcommand, `wuts` serves the API (the same as `wuts serve`).
+#[derive(Debug, Parser)]
+#[command(name = "wuts", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Create the database if needed, apply migrations, and exit.
+    Migrate(DatabaseArgs),
+    /// Tenant administration without the master token.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first admin user, and print the admin's token once.
+    Create(TenantCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantCreateArgs {
+    /// Tenant name (unique, case-insensitive).
+    #[arg(long)]
+    pub name: String,
+    /// E-mail address of the tenant's first admin user.
+    #[arg(long)]
+    pub email: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL. The database is created if it does not exist.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+
+    /// Largest number of PostgreSQL connections the gateway opens.
+    #[arg(long, env = "WUTS_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    pub db_max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("database_url", &redact_url_password(&self.database_url))
+            .field("db_max_connections", &self.db_max_connections)
+            .finish()
+    }
+}
+
+#[derive(Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "WUTS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Platform master token for the super-admin routes (/register, /tenants, /global/tenants).
+    /// No default: when unset those routes answer 403. At least 16 characters.
+    #[arg(long, env = "WUTS_MASTER_TOKEN", hide_env_values = true)]
+    pub master_token: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "WUTS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Longest time a request may take before the gateway answers 503 (e.g. 30s, 1500ms).
+    #[arg(long, env = "WUTS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    #[arg(long, env = "WUTS_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// How long a verified token is remembered before the database is asked again. Rotation,
+    /// deactivation and deletion take effect at once on the node that made them; other nodes
+    /// follow within this time.
+    #[arg(long, env = "WUTS_AUTH_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub auth_cache_ttl: Duration,
+
+    /// Largest number of tokens remembered at once.
+    #[arg(long, env = "WUTS_AUTH_CACHE_CAPACITY", default_value_t = 10_000)]
+    pub auth_cache_capacity: usize,
+
+    /// How long graceful shutdown waits for in-flight requests before closing them.
+    #[arg(long, env = "WUTS_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("database", &self.database)
+            .field("listen", &self.listen)
+            .field(
+                "master_token",
+                &self.master_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("log_format", &self.log_format)
+            .field("request_timeout", &self.request_timeout)
+            .field("body_limit", &self.body_limit)
+            .field("auth_cache_ttl", &self.auth_cache_ttl)
+            .field("auth_cache_capacity", &self.auth_cache_capacity)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+/// Shortest master token accepted: anything shorter is guessable.
+pub const MIN_MASTER_TOKEN_CHARS: usize = 16;
+
+impl ServeArgs {
+    /// Settings that clap cannot check on its own.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(token) = &self.master_token
+            && token.trim().chars().count() < MIN_MASTER_TOKEN_CHARS
+        {
+            return Err(format!(
+                "WUTS_MASTER_TOKEN must be at least {MIN_MASTER_TOKEN_CHARS} characters \
+                 (for example the output of `uuidgen`)"
+            ));
+        }
+        if self.body_limit == 0 {
+            return Err("WUTS_BODY_LIMIT must be greater than 0".to_owned());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("WUTS_REQUEST_TIMEOUT must be greater than 0".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Parses `250ms`, `30s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (digits, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(split) => raw.split_at(split),
+        None => (raw, "s"),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a duration such as 30s, 1500ms or 2m"))?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
+        _ => Err(format!(
+            "`{raw}` is not a duration such as 30s, 1500ms or 2m"
+        )),
+    }
+}
+
+/// The URL with any password replaced, for logs and error messages.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url_password("postgres://app:s3cret@db:5432/wuts"),
+            "postgres://app:***@db:5432/wuts"
+        );
+        assert_eq!(
+            redact_url_password("postgres://postgres@127.0.0.1:5432/wuts"),
+            "postgres://postgres@127.0.0.1:5432/wuts"
+        );
+    }
+
+    #[test]
+    fn no_subcommand_means_serve_with_defaults() {
+        let cli = Cli::try_parse_from(["wuts"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn short_master_tokens_are_refused() {
+        let mut cli = Cli::try_parse_from(["wuts"]).expect("parses");
+        cli.serve.master_token = Some("short".to_owned());
+        assert!(cli.serve.validate().is_err());
+        cli.serve.master_token = Some("a-long-enough-master-token".to_owned());
+        assert!(cli.serve.validate().is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut cli = Cli::try_parse_from(["wuts"]).expect("parses");
+        cli.serve.master_token = Some("a-long-enough-master-token".to_owned());
+        cli.serve.database.database_url = "postgres://app:s3cret@db/wuts".to_owned();
+        let shown = format!("{:?}", cli.serve);
+        assert!(!shown.contains("a-long-enough-master-token"));
+        assert!(!shown.contains("s3cret"));
+    }
+}

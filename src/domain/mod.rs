@@ -1,0 +1,14 @@
+//! Domain types of the gateway: identifiers, roles, names and tokens.
+//!
+//! Everything here is pure (no I/O). Input types *parse* what a client sent into a value that is
+//! valid by construction, and say what is wrong in words a client can act on.
+
+pub mod ids;
+pub mod names;
+pub mod role;
+pub mod token;
+
+pub use ids::{DeviceId, TenantId, UserId};
+pub use names::{DeviceName, Email, TenantName};
+pub use role::Role;
+pub use token::{ApiToken, TokenHash};

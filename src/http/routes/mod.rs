@@ -1,0 +1,44 @@
+//! The route table. The router is generated from it, so the table is the router: the contract
+//! test compares it with `openapi.yaml`, and nothing can be routed that the document does not
+//! describe.
+
+mod devices;
+mod ops;
+mod tenants;
+mod users;
+
+use axum::Router;
+
+use super::state::AppState;
+
+macro_rules! api_routes {
+    ($( $path:literal => { $( $method:ident : $handler:path ),+ $(,)? } ),* $(,)?) => {
+        /// Every (method, path) the API serves, with paths in OpenAPI template syntax.
+        pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path), )+ )* ];
+
+        pub(super) fn api_router() -> Router<AppState> {
+            Router::new()
+                $( .route($path, axum::routing::MethodRouter::new() $( .$method($handler) )+ ) )*
+        }
+    };
+}
+
+api_routes! {
+    // Platform administration (master token).
+    "/register" => { post: tenants::register },
+    "/tenants" => { get: tenants::list },
+    "/global/tenants/{id}" => { get: tenants::get, delete: tenants::delete },
+    // Users of a tenant.
+    "/users" => { get: users::list, post: users::create },
+    "/users/{id}" => { get: users::get, put: users::update, delete: users::delete },
+    "/users/{id}/promote" => { post: users::promote },
+    "/users/{id}/token" => { post: users::rotate_token },
+    // Devices.
+    "/devices" => { get: devices::list, post: devices::create },
+    "/user/devices" => { get: devices::list_own },
+    // Operations.
+    "/healthz" => { get: ops::healthz },
+    "/readyz" => { get: ops::readyz },
+    "/metrics" => { get: ops::metrics },
+    "/openapi.yaml" => { get: ops::openapi },
+}

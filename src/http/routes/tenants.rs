@@ -1,0 +1,101 @@
+//! Super-admin routes (master token): tenant registration, listing and deletion.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Email, Role, TenantId, TenantName};
+use crate::http::auth::MasterAuth;
+use crate::http::envelope::{Data, Message, Success};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::extract::{IdPath, Json};
+use crate::http::state::AppState;
+use crate::services::accounts;
+use crate::store::tenants::{self, Tenant, TenantDetail};
+use crate::store::users::User;
+
+#[derive(Deserialize)]
+pub struct RegisterRequest {
+    tenant_name: String,
+    email: String,
+    /// Accepted for compatibility with the published API; the gateway authenticates with tokens
+    /// only and never stores a password.
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted and deliberately ignored")]
+    password: Option<String>,
+    #[serde(default)]
+    role: Option<Role>,
+}
+
+#[derive(Serialize)]
+pub struct Registered {
+    tenant: Tenant,
+    user: User,
+    token: String,
+}
+
+/// Parses both fields, reporting every problem at once.
+fn parse_tenant_and_email(name: &str, email: &str) -> Result<(TenantName, Email), ApiError> {
+    let name =
+        TenantName::parse(name).map_err(|m| FieldError::new("tenant_name", m).with_value(name));
+    let email = Email::parse(email).map_err(|m| FieldError::new("email", m).with_value(email));
+    match (name, email) {
+        (Ok(name), Ok(email)) => Ok((name, email)),
+        (name, email) => Err(ApiError::fields(
+            [name.err(), email.err()].into_iter().flatten().collect(),
+        )),
+    }
+}
+
+pub async fn register(
+    _: MasterAuth,
+    State(state): State<AppState>,
+    Json(body): Json<RegisterRequest>,
+) -> Result<Success<Registered>, ApiError> {
+    let (name, email) = parse_tenant_and_email(&body.tenant_name, &body.email)?;
+    let role = body.role.unwrap_or(Role::Admin);
+    let done = accounts::register_tenant(&state.db, &name, &email, role).await?;
+    tracing::info!(tenant_id = %done.tenant.id, "tenant registered");
+    Ok(Success::created(Registered {
+        tenant: done.tenant,
+        user: done.user,
+        token: done.token.reveal(),
+    }))
+}
+
+#[derive(Serialize)]
+pub struct TenantList {
+    tenants: Vec<Tenant>,
+}
+
+pub async fn list(
+    _: MasterAuth,
+    State(state): State<AppState>,
+) -> Result<Success<TenantList>, ApiError> {
+    Ok(Success::ok(TenantList {
+        tenants: tenants::list(&state.db).await?,
+    }))
+}
+
+pub async fn get(
+    _: MasterAuth,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<TenantId>,
+) -> Result<Data<TenantDetail>, ApiError> {
+    tenants::get(&state.db, id)
+        .await?
+        .map(Data)
+        .ok_or_else(|| ApiError::not_found("tenant"))
+}
+
+pub async fn delete(
+    _: MasterAuth,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<TenantId>,
+) -> Result<Success<Message>, ApiError> {
+    if !tenants::delete(&state.db, id).await? {
+        return Err(ApiError::not_found("tenant"));
+    }
+    state.auth_cache.forget_tenant(id);
+    tracing::info!(tenant_id = %id, "tenant deleted");
+    Ok(Message::new("tenant deleted"))
+}

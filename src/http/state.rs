@@ -1,0 +1,15 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use super::auth::{MasterToken, TokenCache};
+
+/// Shared state of the HTTP layer. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub auth_cache: Arc<TokenCache>,
+    pub master_token: Option<MasterToken>,
+}

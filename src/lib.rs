@@ -1,0 +1,71 @@
+//! # WUTS gateway
+//!
+//! A multi-tenant REST API that drives WhatsApp linked-device sessions. Tenants have users (each
+//! with a bearer token) and devices (each a linked WhatsApp session); requests are authenticated,
+//! routed to the right device session, and answered in the WUTS envelope.
+//!
+//! - [`config`]: command line and environment.
+//! - [`http`]: router, layers, extractors, envelope, handlers.
+//! - [`domain`]: identifiers, names, roles, tokens (pure).
+//! - [`services`]: the logic between handlers and the store.
+//! - [`store`]: PostgreSQL, the single source of truth.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod services;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+use std::process::ExitCode;
+
+use config::{Cli, Command, TenantCommand};
+use domain::{Email, Role, TenantName};
+
+/// Runs the command the user asked for. Errors are printed as one line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate(db)) => migrate(db).await,
+        Some(Command::Tenant(TenantCommand::Create(args))) => create_tenant(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    startup::serve(args, startup::shutdown_signal()).await
+}
+
+async fn migrate(db: config::DatabaseArgs) -> anyhow::Result<()> {
+    telemetry::init(config::LogFormat::Pretty);
+    let pool = startup::open_database(&db.database_url, 2).await?;
+    pool.close().await;
+    eprintln!("migrations applied");
+    Ok(())
+}
+
+async fn create_tenant(args: config::TenantCreateArgs) -> anyhow::Result<()> {
+    let name = TenantName::parse(&args.name).map_err(|m| anyhow::anyhow!("--name: {m}"))?;
+    let email = Email::parse(&args.email).map_err(|m| anyhow::anyhow!("--email: {m}"))?;
+    let pool = startup::open_database(&args.database.database_url, 2).await?;
+    let done = services::accounts::register_tenant(&pool, &name, &email, Role::Admin).await?;
+    pool.close().await;
+    let shown = serde_json::json!({
+        "tenant": done.tenant,
+        "user": done.user,
+        "token": done.token.reveal(),
+    });
+    println!("{shown}");
+    eprintln!("the token is shown only this once: keep it now");
+    Ok(())
+}

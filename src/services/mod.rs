@@ -1,0 +1,3 @@
+//! The logic between the HTTP handlers and the store (and, later, the device sessions).
+
+pub mod accounts;

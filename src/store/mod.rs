@@ -1,0 +1,126 @@
+//! PostgreSQL: the gateway's single source of truth.
+//!
+//! Every function that touches tenant-owned rows takes the tenant id first, and filters on it.
+//! Queries are compile-checked (`sqlx::query!`); the offline data in `.sqlx/` lets the crate build
+//! without a database (`cargo sqlx prepare` regenerates it after a query or schema change).
+
+pub mod devices;
+pub mod tenants;
+pub mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// Migrations embedded in the binary, applied at startup and by `wuts migrate`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A failure of the store that callers may want to tell apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; the string says what was duplicated.
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<StoreError> for crate::http::error::ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => Self::Conflict(what.to_owned()),
+            StoreError::Db(err) => err.into(),
+        }
+    }
+}
+
+/// Maps a unique violation of the named constraint (or index) to [`StoreError::Conflict`].
+pub(crate) fn conflict_on(
+    constraint: &str,
+    message: &'static str,
+) -> impl Fn(sqlx::Error) -> StoreError {
+    move |err| match &err {
+        sqlx::Error::Database(db)
+            if db.is_unique_violation() && db.constraint() == Some(constraint) =>
+        {
+            StoreError::Conflict(message)
+        }
+        _ => StoreError::Db(err),
+    }
+}
+
+/// Why the gateway could not open its database. The message is one line a newcomer can act on.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(String);
+
+/// Opens the pool, creating the database first if it does not exist.
+pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, ConnectError> {
+    let shown = crate::config::redact_url_password(database_url);
+    let options = PgConnectOptions::from_str(database_url)
+        .map_err(|err| ConnectError(format!("DATABASE_URL ({shown}) is not valid: {err}")))?
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+
+    if let Err(err) = create_database_if_missing(&options).await {
+        return Err(unreachable_message(&shown, &err));
+    }
+
+    PgPoolOptions::new()
+        .max_connections(max_connections.max(2))
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|err| unreachable_message(&shown, &err))
+}
+
+fn unreachable_message(shown: &str, err: &sqlx::Error) -> ConnectError {
+    ConnectError(format!(
+        "cannot reach PostgreSQL at {shown}: {err}. Start one with `docker compose up -d postgres`, \
+         or set DATABASE_URL to a server you can reach"
+    ))
+}
+
+async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
+    match sqlx::PgConnection::connect_with(options).await {
+        Ok(conn) => {
+            conn.close().await?;
+            return Ok(());
+        }
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {}
+        Err(err) => return Err(err),
+    }
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    match sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+        .execute(&mut admin)
+        .await
+    {
+        Ok(_) => tracing::info!(database = %name, "created database"),
+        // Another process created it at the same moment.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+        Err(err) => return Err(err),
+    }
+    admin.close().await
+}
+
+/// Applies pending migrations.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Whether the database answers and every embedded migration is applied.
+pub async fn is_ready(pool: &PgPool) -> bool {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied = sqlx::query_scalar!(
+        r#"SELECT max(version) AS "version" FROM _sqlx_migrations WHERE success"#
+    )
+    .fetch_one(pool)
+    .await;
+    matches!(applied, Ok(Some(version)) if version >= latest)
+}

@@ -1,0 +1,29 @@
+//! Logging: a tracing subscriber writing pretty or JSON lines, filtered by `RUST_LOG`.
+//!
+//! What never reaches the logs: tokens, QR payloads, pairing codes, key material, full phone
+//! numbers. Requests are logged by route template, not by URI, for that reason.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// The filter when `RUST_LOG` is not set.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
+
+/// Installs the global subscriber. Calling it again is harmless (the first one stays).
+pub fn init(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
