@@ -36,7 +36,16 @@ pub struct HttpLimits {
 
 /// The whole API with its layers, ready to serve.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    routes::api_router()
+    with_layers(routes::api_router(), limits).with_state(state)
+}
+
+/// Adds the fallbacks and the layer stack every route gets: request id, trace span, panic
+/// catcher, metrics, timeout and body limit (outermost first).
+pub fn with_layers<S>(routes: Router<S>, limits: HttpLimits) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.body_limit))
@@ -59,7 +68,6 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
 }
 
 /// One span per request, named by the route template rather than the URI: paths and query
@@ -122,4 +130,70 @@ async fn route_not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn limits() -> HttpLimits {
+        HttpLimits {
+            request_timeout: Duration::from_millis(50),
+            body_limit: 1024,
+        }
+    }
+
+    async fn call(router: Router, uri: &str) -> (u16, serde_json::Value) {
+        let response = router
+            .oneshot(
+                Request::builder()
+                    .uri(uri)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        let status = response.status().as_u16();
+        assert!(response.headers().contains_key(REQUEST_ID));
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).expect("JSON envelope"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_an_opaque_500() {
+        async fn boom() -> &'static str {
+            panic!("secret detail")
+        }
+        let router = with_layers(Router::new().route("/boom", get(boom)), limits());
+        let (status, body) = call(router, "/boom").await;
+        assert_eq!(status, 500);
+        assert_eq!(body["error_code"], "INTERNAL_ERROR");
+        assert!(!body.to_string().contains("secret detail"));
+    }
+
+    #[tokio::test]
+    async fn a_slow_handler_answers_503_at_the_deadline() {
+        async fn slow() -> &'static str {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        }
+        let router = with_layers(Router::new().route("/slow", get(slow)), limits());
+        let started = std::time::Instant::now();
+        let (status, body) = call(router, "/slow").await;
+        assert_eq!(status, 503);
+        assert_eq!(body["error_code"], "SERVICE_UNAVAILABLE");
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
 }

@@ -1,0 +1,613 @@
+//! The test harness: a fresh database per test (cloned from a migrated template), the real
+//! router driven in-process, and every JSON answer checked against `openapi.yaml`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use tower::ServiceExt;
+use wuts_gateway::config::{Cli, ServeArgs};
+
+pub const MASTER_TOKEN: &str = "test-master-token-0123456789";
+
+/// Where tests find PostgreSQL: `DATABASE_URL` (its database part is replaced), or the local one.
+fn server_options() -> PgConnectOptions {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    url.parse::<PgConnectOptions>()
+        .expect("DATABASE_URL parses")
+        .database("postgres")
+}
+
+async fn admin_connection() -> PgConnection {
+    PgConnection::connect_with(&server_options())
+        .await
+        .expect("tests need PostgreSQL: start it, or set DATABASE_URL")
+}
+
+fn template_name() -> String {
+    // One template per set of migrations, so a schema change never meets a stale template.
+    let mut digest = 0u64;
+    for migration in wuts_gateway::store::MIGRATOR.iter() {
+        for byte in migration.checksum.iter() {
+            digest = digest.wrapping_mul(31).wrapping_add(u64::from(*byte));
+        }
+        digest = digest
+            .wrapping_mul(31)
+            .wrapping_add(migration.version as u64);
+    }
+    format!("wuts_tpl_{digest:016x}")
+}
+
+/// Creates the migrated template once per machine (an advisory lock makes concurrent test
+/// processes wait for the first), and sweeps test databases left by earlier runs.
+async fn ensure_template() -> String {
+    let name = template_name();
+    let mut admin = admin_connection().await;
+    sqlx::query("SELECT pg_advisory_lock(727274)")
+        .execute(&mut admin)
+        .await
+        .expect("advisory lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("pg_database");
+    if !exists {
+        let building = format!("{name}_building");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {building} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop partial template");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}")))
+            .execute(&mut admin)
+            .await
+            .expect("create template");
+        let pool = PgPool::connect_with(server_options().database(&building))
+            .await
+            .expect("connect template");
+        wuts_gateway::store::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrate template");
+        pool.close().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {building} RENAME TO {name}"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("publish template");
+    }
+    sweep_stale_databases(&mut admin).await;
+    sqlx::query("SELECT pg_advisory_unlock(727274)")
+        .execute(&mut admin)
+        .await
+        .expect("advisory unlock");
+    let _ = admin.close().await;
+    name
+}
+
+/// Test databases are named `wuts_test_<unix seconds>_<random>`; drop those over two hours old.
+async fn sweep_stale_databases(admin: &mut PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'wuts_test_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    let now = unix_seconds();
+    for name in names {
+        let born = name
+            .split('_')
+            .nth(2)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        if now.saturating_sub(born) > 7200 {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut *admin)
+            .await;
+        }
+    }
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDatabase {
+    pub name: String,
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    pub async fn new() -> Self {
+        static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        let template = TEMPLATE.get_or_init(ensure_template).await;
+        let name = format!(
+            "wuts_test_{}_{}",
+            unix_seconds(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut admin = admin_connection().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE {template}"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("clone template");
+        let _ = admin.close().await;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .connect_with(
+                server_options()
+                    .database(&name)
+                    .log_statements(tracing::log::LevelFilter::Off),
+            )
+            .await
+            .expect("connect test database");
+        Self { name, pool }
+    }
+
+    pub fn url(&self) -> String {
+        let base = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{}", self.name),
+            None => base,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // The test's runtime is ending; drop the database from a runtime of our own.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let mut admin = admin_connection().await;
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Settings as `wuts` would read them, with a master token and the test database.
+pub fn test_config(db: &TestDatabase) -> ServeArgs {
+    use clap::Parser;
+    let mut config = Cli::try_parse_from(["wuts"]).expect("defaults parse").serve;
+    config.database.database_url = db.url();
+    config.master_token = Some(MASTER_TOKEN.to_owned());
+    config
+}
+
+/// The gateway under test.
+pub struct TestApp {
+    pub router: Router,
+    pub db: TestDatabase,
+}
+
+/// One answer, with its JSON body parsed (or `Value::Null` for non-JSON bodies).
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestResponse {
+    /// The error code of an error envelope.
+    pub fn error_code(&self) -> &str {
+        self.body["error_code"].as_str().unwrap_or_default()
+    }
+
+    /// The field named by the first validation entry.
+    pub fn field(&self) -> &str {
+        self.body["validation"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.error_code()),
+            (status, code),
+            "unexpected answer: {}",
+            self.text
+        );
+        assert_eq!(self.body["success"], json!(false));
+        assert!(
+            self.body["timestamp"].is_string(),
+            "timestamp in {}",
+            self.text
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_validation(&self, field: &str) {
+        self.assert_error(400, "VALIDATION_ERROR");
+        let fields: Vec<&str> = self.body["validation"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|e| e["field"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            fields.contains(&field),
+            "expected field `{field}` in {fields:?}: {}",
+            self.text
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected answer: {}",
+            self.text
+        );
+        &self.body
+    }
+}
+
+/// A request under construction.
+pub struct Call<'a> {
+    app: &'a TestApp,
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl<'a> Call<'a> {
+    pub fn token(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Some(serde_json::to_vec(&body).expect("json"));
+        self
+    }
+
+    pub fn raw(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    pub async fn send(self) -> TestResponse {
+        let mut builder = Request::builder()
+            .method(self.method.clone())
+            .uri(&self.path);
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        if self.body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let request = builder
+            .body(self.body.map(Body::from).unwrap_or_else(Body::empty))
+            .expect("request");
+        let response = self
+            .app
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let is_json = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let body = if is_json {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("invalid JSON body ({e}): {text}"))
+        } else {
+            Value::Null
+        };
+        assert!(
+            headers.contains_key("x-request-id"),
+            "every response carries x-request-id"
+        );
+        contract::check_response(&self.method, &self.path, status, &headers, &body);
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let db = TestDatabase::new().await;
+        let mut config = test_config(&db);
+        configure(&mut config);
+        let router = wuts_gateway::startup::app(db.pool.clone(), &config);
+        Self { router, db }
+    }
+
+    pub fn call(&self, method: Method, path: &str) -> Call<'_> {
+        Call {
+            app: self,
+            method,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Call<'_> {
+        self.call(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Call<'_> {
+        self.call(Method::POST, path)
+    }
+
+    pub fn put(&self, path: &str) -> Call<'_> {
+        self.call(Method::PUT, path)
+    }
+
+    pub fn delete(&self, path: &str) -> Call<'_> {
+        self.call(Method::DELETE, path)
+    }
+
+    /// Registers a tenant with the master token; answers (tenant id, admin user id, admin token).
+    pub async fn register(&self, tenant: &str) -> Tenant {
+        let answer = self
+            .post("/register")
+            .token(MASTER_TOKEN)
+            .json(json!({"tenant_name": tenant, "email": format!("admin@{tenant}.example")}))
+            .send()
+            .await;
+        let body = answer.assert_status(201);
+        Tenant {
+            id: body["tenant"]["id"].as_str().expect("tenant id").to_owned(),
+            admin_id: body["user"]["id"].as_str().expect("user id").to_owned(),
+            admin_token: body["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    /// Creates a user in the tenant of `admin_token`; answers (user id, token).
+    pub async fn create_user(
+        &self,
+        admin_token: &str,
+        email: &str,
+        role: &str,
+    ) -> (String, String) {
+        let answer = self
+            .post("/users")
+            .token(admin_token)
+            .json(json!({"email": email, "role": role}))
+            .send()
+            .await;
+        let body = answer.assert_status(201);
+        (
+            body["user"]["id"].as_str().expect("user id").to_owned(),
+            body["token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// Creates a device owned by the holder of `token`; answers its id.
+    pub async fn create_device(&self, token: &str, name: &str) -> String {
+        let answer = self
+            .post("/devices")
+            .token(token)
+            .json(json!({"name": name}))
+            .send()
+            .await;
+        answer.assert_status(201)["device"]["id"]
+            .as_str()
+            .expect("device id")
+            .to_owned()
+    }
+}
+
+/// A registered tenant.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub admin_id: String,
+    pub admin_token: String,
+}
+
+/// `openapi.yaml`, and checking answers against it.
+pub mod contract {
+    use super::*;
+
+    /// The parsed document.
+    pub fn document() -> &'static Value {
+        static DOC: OnceLock<Value> = OnceLock::new();
+        DOC.get_or_init(|| {
+            let text =
+                std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+                    .expect("openapi.yaml");
+            serde_yaml_ng::from_str(&text).expect("openapi.yaml is YAML")
+        })
+    }
+
+    /// The documented path template a concrete path matches (`/users/{id}` for `/users/42`).
+    pub fn template_for(path: &str) -> Option<String> {
+        let path = path.split('?').next().unwrap_or(path);
+        let segments: Vec<&str> = path.split('/').collect();
+        let paths = document()["paths"].as_object()?;
+        // Prefer literal matches over templated ones (`/users/me` style clashes).
+        let mut best: Option<(usize, String)> = None;
+        for template in paths.keys() {
+            let parts: Vec<&str> = template.split('/').collect();
+            if parts.len() != segments.len() {
+                continue;
+            }
+            let mut literal = 0;
+            let matched = parts.iter().zip(&segments).all(|(t, s)| {
+                if t.starts_with('{') && t.ends_with('}') {
+                    !s.is_empty()
+                } else {
+                    literal += 1;
+                    t == s
+                }
+            });
+            if matched && best.as_ref().is_none_or(|(n, _)| literal > *n) {
+                best = Some((literal, template.clone()));
+            }
+        }
+        best.map(|(_, t)| t)
+    }
+
+    fn escape(segment: &str) -> String {
+        segment.replace('~', "~0").replace('/', "~1")
+    }
+
+    /// Follows a `$ref` to `#/components/...` within the document.
+    fn resolve(value: &Value) -> (&Value, Option<String>) {
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(reference) => {
+                let pointer = reference.trim_start_matches('#');
+                (
+                    document()
+                        .pointer(pointer)
+                        .expect("dangling $ref in openapi.yaml"),
+                    Some(pointer.to_owned()),
+                )
+            }
+            None => (value, None),
+        }
+    }
+
+    fn validator(pointer: &str) -> Arc<jsonschema::Validator> {
+        static CACHE: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
+            OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(found) = cache.lock().expect("cache").get(pointer) {
+            return found.clone();
+        }
+        let mut root = document().clone();
+        root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+        // A JSON pointer in a URI fragment: braces of path templates must be percent-encoded.
+        let fragment = pointer
+            .replace('%', "%25")
+            .replace('{', "%7B")
+            .replace('}', "%7D");
+        root["$ref"] = json!(format!("#{fragment}"));
+        let built = Arc::new(
+            jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft202012)
+                .build(&root)
+                .unwrap_or_else(|e| panic!("schema at {pointer} does not compile: {e}")),
+        );
+        cache
+            .lock()
+            .expect("cache")
+            .insert(pointer.to_owned(), built.clone());
+        built
+    }
+
+    /// Checks an answer against the document: the status must be documented for the operation,
+    /// and a JSON body must validate against its schema. Unrouted paths must be error envelopes.
+    pub fn check_response(
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &Value,
+    ) {
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let method_key = method.as_str().to_lowercase();
+        let operation = template_for(path).and_then(|template| {
+            let pointer = format!("/paths/{}/{}", escape(&template), method_key);
+            document().pointer(&pointer).map(|_| pointer)
+        });
+        let Some(operation) = operation else {
+            // Unknown route or method: the envelope, 404 or 405.
+            assert!(
+                status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: undocumented operation answered {status}"
+            );
+            let errors = validator("/components/schemas/Error");
+            assert!(
+                errors.is_valid(body),
+                "{method} {path}: not an error envelope: {body}"
+            );
+            return;
+        };
+        let response_pointer = format!("{operation}/responses/{}", status.as_u16());
+        let response = document().pointer(&response_pointer).unwrap_or_else(|| {
+            panic!("{method} {path}: status {status} is not documented (body: {body})")
+        });
+        let (response, resolved) = resolve(response);
+        let base = resolved.unwrap_or(response_pointer);
+        let content = response.get("content").and_then(Value::as_object);
+        let Some(content) = content else {
+            return;
+        };
+        assert!(
+            content.contains_key(&content_type),
+            "{method} {path}: content type `{content_type}` not documented for {status}"
+        );
+        if content_type == "application/json" {
+            let pointer = format!("{base}/content/{}/schema", escape(&content_type));
+            let validator = validator(&pointer);
+            let problems: Vec<String> = validator
+                .iter_errors(body)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(
+                problems.is_empty(),
+                "{method} {path} {status}: answer does not match openapi.yaml: {problems:?}\nbody: {body}"
+            );
+        }
+    }
+}

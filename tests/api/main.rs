@@ -1,0 +1,18 @@
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+//! Integration tests of the HTTP API: the real router, a real PostgreSQL (a fresh database per
+//! test), every answer checked against `openapi.yaml`. One binary, so it links once.
+
+mod auth;
+mod contract;
+mod devices;
+mod helpers;
+mod input;
+mod ops;
+mod tenancy;
+mod tenants;
+mod users;
