@@ -4,11 +4,13 @@
 //! valid by construction, and say what is wrong in words a client can act on.
 
 pub mod ids;
+pub mod jid;
 pub mod names;
 pub mod role;
 pub mod token;
 
 pub use ids::{DeviceId, TenantId, UserId};
+pub use jid::{ContactId, GroupJid, IdentifierError, Lid, PhoneNumber};
 pub use names::{DeviceName, Email, TenantName};
 pub use role::Role;
 pub use token::{ApiToken, TokenHash};
