@@ -15,6 +15,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod services;
+pub mod session;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -45,3 +45,35 @@ pub fn handle() -> Option<PrometheusHandle> {
         })
         .clone()
 }
+
+/// Device sessions by status (updated as statuses change).
+pub const SESSIONS_BY_STATUS: &str = "wuts_sessions_status_changes_total";
+/// Clients started, by purpose (pairing or connecting).
+pub const SESSIONS_STARTED: &str = "wuts_sessions_started_total";
+/// Pairing outcomes.
+pub const PAIRINGS: &str = "wuts_pairings_total";
+/// Connection events (connected, disconnected, logged_out, replaced, ...).
+pub const CONNECTION_EVENTS: &str = "wuts_connection_events_total";
+/// WhatsApp command latency in seconds, by kind.
+pub const COMMAND_DURATION: &str = "wuts_whatsapp_command_duration_seconds";
+
+pub fn status_changed(status: crate::session::SessionStatus) {
+    metrics::counter!(SESSIONS_BY_STATUS, "status" => status.as_str()).increment(1);
+}
+
+pub fn session_started(pairing: bool) {
+    let purpose = if pairing { "pairing" } else { "connect" };
+    metrics::counter!(SESSIONS_STARTED, "purpose" => purpose).increment(1);
+}
+
+pub fn pairing_outcome(outcome: &'static str) {
+    metrics::counter!(PAIRINGS, "outcome" => outcome).increment(1);
+}
+
+pub fn connection_event(kind: &'static str) {
+    metrics::counter!(CONNECTION_EVENTS, "event" => kind).increment(1);
+}
+
+pub fn command_latency(kind: &'static str, seconds: f64) {
+    metrics::histogram!(COMMAND_DURATION, "kind" => kind).record(seconds);
+}

@@ -5,6 +5,8 @@
 //! without a database (`cargo sqlx prepare` regenerates it after a query or schema change).
 
 pub mod devices;
+pub mod identities;
+pub mod sessions;
 pub mod tenants;
 pub mod users;
 

@@ -1,0 +1,599 @@
+//! The device actor: the one task that owns a device's whatsapp-rust client.
+//!
+//! It starts and stops the client (pairing, connecting, disconnecting, logging out), consumes
+//! the client's lifecycle events, reflects them in the session state (a `watch` the handles
+//! read) and in the `devices` row, and holds the device's ownership lock while a client runs.
+//! WhatsApp requests do not pass through it: handles borrow the connected client from a `watch`,
+//! so one slow request never holds up another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot, watch};
+use whatsapp_rust::Client;
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::types::events::{Event, EventKind};
+
+use super::identity;
+use super::pool::SessionDeps;
+use super::state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};
+use crate::domain::{DeviceId, PhoneNumber, TenantId};
+use crate::store::sessions::{self as session_store, SessionRecord};
+
+/// The reply end of a command.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
+
+/// What a handle can ask of the actor.
+pub(crate) enum Command {
+    /// Connect with stored credentials (no QR).
+    Connect(Reply<()>),
+    /// Close the session, keep the credentials, and stay closed across restarts.
+    Disconnect(Reply<()>),
+    /// Unlink from WhatsApp and erase the credentials.
+    Logout(Reply<()>),
+    /// Make sure a pairing session is offering QR codes; `refresh` starts a new one.
+    StartQr { refresh: bool, reply: Reply<()> },
+    /// Ask WhatsApp for a pairing code for this phone number.
+    PairCode {
+        phone: PhoneNumber,
+        reply: Reply<(PairingCode, bool)>,
+    },
+    /// Unlink, erase the credentials and stop for good (the device is being deleted).
+    Delete(Reply<()>),
+    /// Stop the client cleanly without changing what should happen at the next start.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Lifecycle events the actor listens to. Everything else the client emits is not its concern.
+const EVENTS: &[EventKind] = &[
+    EventKind::Connected,
+    EventKind::Disconnected,
+    EventKind::PairSuccess,
+    EventKind::PairError,
+    EventKind::LoggedOut,
+    EventKind::PairingQrCode,
+    EventKind::PairingCode,
+    EventKind::PairingQrCodesExhausted,
+    EventKind::ClientOutdated,
+    EventKind::StreamReplaced,
+    EventKind::TemporaryBan,
+    EventKind::ConnectFailure,
+    EventKind::PushNameUpdate,
+    EventKind::ContactUpdate,
+    EventKind::BusinessStatusUpdate,
+];
+
+/// How long a clean client stop may take before it is aborted.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct DeviceActor {
+    pub(crate) tenant: TenantId,
+    pub(crate) device: DeviceId,
+    pub(crate) deps: Arc<SessionDeps>,
+    pub(crate) state: Arc<watch::Sender<SessionState>>,
+    pub(crate) client: watch::Sender<Option<Arc<Client>>>,
+    bot: Option<BotHandle>,
+    /// Bumped for every client started, so that a stopped client's late events are ignored.
+    generation: u64,
+    events_tx: mpsc::UnboundedSender<(u64, Arc<Event>)>,
+    events_rx: mpsc::UnboundedReceiver<(u64, Arc<Event>)>,
+    owns_lock: bool,
+    /// The phone number of the pairing code being requested, to label the code event.
+    pending_code_phone: Option<String>,
+}
+
+impl DeviceActor {
+    pub(crate) fn new(
+        tenant: TenantId,
+        device: DeviceId,
+        deps: Arc<SessionDeps>,
+        state: Arc<watch::Sender<SessionState>>,
+        client: watch::Sender<Option<Arc<Client>>>,
+    ) -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Self {
+            tenant,
+            device,
+            deps,
+            state,
+            client,
+            bot: None,
+            generation: 0,
+            events_tx,
+            events_rx,
+            owns_lock: false,
+            pending_code_phone: None,
+        }
+    }
+
+    /// Serves commands and events until deleted, shut down, or every handle is gone.
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            tokio::select! {
+                biased;
+                Some((generation, event)) = self.events_rx.recv() => {
+                    if generation == self.generation {
+                        self.on_event(&event).await;
+                    }
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else {
+                        self.stop_client().await;
+                        break;
+                    };
+                    if self.on_command(command).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.release_lock().await;
+    }
+
+    fn status(&self) -> SessionStatus {
+        self.state.borrow().status
+    }
+
+    /// Returns true when the actor must end.
+    async fn on_command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Connect(reply) => {
+                let result = self.connect().await;
+                let _ = reply.send(result);
+            }
+            Command::Disconnect(reply) => {
+                self.stop_client().await;
+                self.set_status(SessionStatus::Disconnected, |r| {
+                    r.auto_connect = Some(false);
+                })
+                .await;
+                let _ = reply.send(Ok(()));
+            }
+            Command::Logout(reply) => {
+                let result = self.logout().await;
+                let _ = reply.send(result);
+            }
+            Command::StartQr { refresh, reply } => {
+                let result = self.start_qr(refresh).await;
+                let _ = reply.send(result);
+            }
+            Command::PairCode { phone, reply } => self.pair_code(phone, reply).await,
+            Command::Delete(reply) => {
+                let result = self.logout().await;
+                let _ = reply.send(result);
+                return true;
+            }
+            Command::Shutdown(done) => {
+                self.stop_client().await;
+                let _ = done.send(());
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn has_credentials(&self) -> Result<bool, SessionError> {
+        self.deps
+            .keys
+            .has_credentials(self.device)
+            .await
+            .map_err(SessionError::Internal)
+    }
+
+    async fn connect(&mut self) -> Result<(), SessionError> {
+        if self.bot.is_some() && self.status() != SessionStatus::Pairing {
+            return Ok(());
+        }
+        if !self.has_credentials().await? {
+            return Err(SessionError::NotReady(
+                "the device is not paired: pair it with GET /qr or POST /paircode".to_owned(),
+            ));
+        }
+        self.start_client(false).await?;
+        self.set_status(SessionStatus::Connecting, |r| {
+            r.auto_connect = Some(true);
+            r.clear_error = true;
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn start_qr(&mut self, refresh: bool) -> Result<(), SessionError> {
+        if self.has_credentials().await? {
+            return Err(SessionError::Conflict(
+                "the device is already paired; log it out to pair again".to_owned(),
+            ));
+        }
+        let pairing_running = self.bot.is_some() && self.status() == SessionStatus::Pairing;
+        if pairing_running && !refresh {
+            return Ok(());
+        }
+        self.state.send_modify(|s| s.qr = None);
+        self.start_client(true).await?;
+        self.set_status(SessionStatus::Pairing, |r| r.clear_error = true)
+            .await;
+        Ok(())
+    }
+
+    async fn pair_code(&mut self, phone: PhoneNumber, reply: Reply<(PairingCode, bool)>) {
+        match self.has_credentials().await {
+            Ok(true) => {
+                let _ = reply.send(Err(SessionError::Conflict(
+                    "the device is already paired; log it out to pair again".to_owned(),
+                )));
+                return;
+            }
+            Ok(false) => {}
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        }
+        let cached = self.state.borrow().pairing_code.clone().filter(|code| {
+            code.phone == phone.as_str()
+                && code.expires_at > Utc::now() + chrono::Duration::seconds(5)
+        });
+        if let Some(code) = cached {
+            let _ = reply.send(Ok((code, true)));
+            return;
+        }
+        if !(self.bot.is_some() && self.status() == SessionStatus::Pairing) {
+            if let Err(err) = self.start_client(true).await {
+                let _ = reply.send(Err(err));
+                return;
+            }
+            self.set_status(SessionStatus::Pairing, |r| r.clear_error = true)
+                .await;
+        }
+        let Some(client) = self.bot.as_ref().map(BotHandle::client) else {
+            let _ = reply.send(Err(SessionError::NotReady("no session".to_owned())));
+            return;
+        };
+        self.pending_code_phone = Some(phone.as_str().to_owned());
+        let state = self.state.clone();
+        let timeout = self.deps.config.wa_timeout;
+        // The request waits for the socket and a server round trip: off the actor's loop.
+        tokio::spawn(async move {
+            let result = request_pair_code(&client, &phone, timeout).await;
+            let result = result.map(|code| {
+                let pairing = PairingCode {
+                    code,
+                    phone: phone.as_str().to_owned(),
+                    expires_at: Utc::now() + chrono::Duration::seconds(PAIR_CODE_TTL_SECS),
+                };
+                state.send_modify(|s| s.pairing_code = Some(pairing.clone()));
+                (pairing, false)
+            });
+            let _ = reply.send(result);
+        });
+    }
+
+    async fn logout(&mut self) -> Result<(), SessionError> {
+        if let Some(bot) = &self.bot
+            && self.status() == SessionStatus::Connected
+        {
+            let client = bot.client();
+            if tokio::time::timeout(self.deps.config.wa_timeout, client.logout())
+                .await
+                .is_err()
+            {
+                tracing::warn!(device_id = %self.device, "logout request to WhatsApp timed out");
+            }
+        }
+        self.stop_client().await;
+        self.erase_credentials().await?;
+        self.set_status(SessionStatus::LoggedOut, |r| {
+            r.auto_connect = Some(false);
+            r.clear_jid = true;
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn erase_credentials(&self) -> Result<(), SessionError> {
+        self.deps
+            .keys
+            .erase(self.device)
+            .await
+            .map_err(SessionError::Internal)
+    }
+
+    async fn acquire_lock(&mut self) -> Result<(), SessionError> {
+        if self.owns_lock {
+            return Ok(());
+        }
+        match self.deps.ownership.acquire(self.device).await {
+            Ok(true) => {
+                self.owns_lock = true;
+                Ok(())
+            }
+            Ok(false) => Err(SessionError::NotReady(
+                "the device is served by another gateway node".to_owned(),
+            )),
+            Err(err) => Err(SessionError::Internal(err.into())),
+        }
+    }
+
+    async fn release_lock(&mut self) {
+        if self.owns_lock {
+            self.deps.ownership.release(self.device).await;
+            self.owns_lock = false;
+        }
+    }
+
+    /// Starts a new client (stopping any previous one). `pairing`: a client for an unpaired
+    /// device, whose store is wiped first so that pairing starts from fresh keys.
+    async fn start_client(&mut self, pairing: bool) -> Result<(), SessionError> {
+        self.acquire_lock().await?;
+        self.stop_client().await;
+        if pairing {
+            self.erase_credentials().await?;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let events = self.events_tx.clone();
+        let config = &self.deps.config;
+        let transport = whatsapp_rust::transport::TokioWebSocketTransportFactory::new()
+            .with_url(config.wa_url.clone());
+        let mut builder = Bot::builder()
+            .with_backend_arc(self.deps.keys.backend(self.device))
+            .with_transport_factory(transport)
+            .skip_history_sync()
+            .with_cache_config(super::pool::session_cache_config())
+            .with_device_props(
+                wacore::store::DevicePropsOverride::new().with_os(config.device_os.clone()),
+            )
+            .on_event_for(EVENTS, move |event, _client| {
+                let events = events.clone();
+                async move {
+                    let _ = events.send((generation, event));
+                }
+            });
+        if let Some(version) = config.wa_version {
+            builder = builder.with_version(version);
+        }
+        let bot = builder
+            .build()
+            .await
+            .map_err(|err| SessionError::Internal(err.into()))?;
+        self.bot = Some(bot.spawn());
+        crate::metrics::session_started(pairing);
+        Ok(())
+    }
+
+    /// Stops the running client cleanly (flushing its state), if any.
+    async fn stop_client(&mut self) {
+        self.client.send_replace(None);
+        if let Some(bot) = self.bot.take() {
+            let client = bot.client();
+            if tokio::time::timeout(STOP_TIMEOUT, bot.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(device_id = %self.device, "client did not stop in time");
+            }
+            drop(client);
+        }
+        // Events of the stopped client are stale from here on.
+        self.generation += 1;
+    }
+
+    async fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::PairingQrCode(qr) => {
+                let now = Utc::now();
+                let ttl = chrono::Duration::from_std(qr.timeout)
+                    .unwrap_or_else(|_| chrono::Duration::seconds(60));
+                self.state.send_modify(|s| {
+                    s.qr = Some(PairingQr {
+                        code: qr.code.clone(),
+                        generated_at: now,
+                        expires_at: now + ttl,
+                    });
+                });
+                if self.status() != SessionStatus::Pairing {
+                    self.set_status(SessionStatus::Pairing, |_| {}).await;
+                }
+            }
+            Event::PairingCode(code) => {
+                if let Some(phone) = self.pending_code_phone.clone() {
+                    let ttl = chrono::Duration::from_std(code.timeout)
+                        .unwrap_or_else(|_| chrono::Duration::seconds(PAIR_CODE_TTL_SECS));
+                    self.state.send_modify(|s| {
+                        s.pairing_code = Some(PairingCode {
+                            code: code.code.clone(),
+                            phone,
+                            expires_at: Utc::now() + ttl,
+                        });
+                    });
+                }
+            }
+            Event::PairSuccess(success) => {
+                tracing::info!(device_id = %self.device, "device paired");
+                crate::metrics::pairing_outcome("success");
+                let jid = success.id.to_string();
+                let lid = success.lid.to_non_ad_string();
+                self.state.send_modify(|s| {
+                    s.qr = None;
+                    s.pairing_code = None;
+                    s.jid = Some(jid.clone());
+                    s.lid = Some(lid.clone());
+                });
+                self.set_status(SessionStatus::Connecting, |r| {
+                    r.auto_connect = Some(true);
+                    r.jid = Some(jid);
+                    r.lid = Some(lid);
+                    r.clear_error = true;
+                })
+                .await;
+            }
+            Event::PairError(err) => {
+                tracing::warn!(device_id = %self.device, error = %err.error, "pairing failed");
+                crate::metrics::pairing_outcome("error");
+                self.stop_client().await;
+                self.set_status(SessionStatus::Unpaired, |r| {
+                    r.error = Some(format!("pairing failed: {}", err.error));
+                })
+                .await;
+            }
+            Event::PairingQrCodesExhausted(_) => {
+                crate::metrics::pairing_outcome("expired");
+                self.stop_client().await;
+                self.state.send_modify(|s| s.qr = None);
+                self.set_status(SessionStatus::Unpaired, |r| {
+                    r.error = Some("no QR code was scanned in time".to_owned());
+                })
+                .await;
+            }
+            Event::Connected(_) => {
+                let client = self.bot.as_ref().map(BotHandle::client);
+                let Some(client) = client else { return };
+                tracing::info!(device_id = %self.device, "connected");
+                crate::metrics::connection_event("connected");
+                let (jid, lid) = (
+                    client.pn().map(|j| j.to_string()),
+                    client.lid().map(|j| j.to_non_ad_string()),
+                );
+                self.state.send_modify(|s| {
+                    s.jid = jid.clone().or(s.jid.take());
+                    s.lid = lid.clone().or(s.lid.take());
+                    s.last_seen = Some(Utc::now());
+                    s.qr = None;
+                    s.pairing_code = None;
+                });
+                self.client.send_replace(Some(client.clone()));
+                self.set_status(SessionStatus::Connected, |r| {
+                    r.jid = jid;
+                    r.lid = lid;
+                    r.seen = true;
+                    r.clear_error = true;
+                })
+                .await;
+            }
+            Event::Disconnected(_) => {
+                crate::metrics::connection_event("disconnected");
+                self.client.send_replace(None);
+                self.state.send_modify(|s| s.last_seen = Some(Utc::now()));
+                // whatsapp-rust reconnects by itself, with backoff.
+                self.set_status(SessionStatus::Connecting, |r| r.seen = true)
+                    .await;
+            }
+            Event::LoggedOut(out) => {
+                tracing::warn!(device_id = %self.device, reason = ?out.reason, "logged out by WhatsApp");
+                crate::metrics::connection_event("logged_out");
+                self.stop_client().await;
+                if let Err(err) = self.erase_credentials().await {
+                    tracing::error!(device_id = %self.device, error = ?err, "erasing credentials failed");
+                }
+                self.set_status(SessionStatus::LoggedOut, |r| {
+                    r.auto_connect = Some(false);
+                    r.clear_jid = true;
+                    r.error = Some(format!("logged out by WhatsApp ({:?})", out.reason));
+                })
+                .await;
+            }
+            Event::StreamReplaced(_) => {
+                tracing::warn!(device_id = %self.device, "session replaced by another connection");
+                crate::metrics::connection_event("replaced");
+                self.stop_client().await;
+                // Reconnecting would replace the other connection in turn, forever.
+                self.set_status(SessionStatus::Disconnected, |r| {
+                    r.auto_connect = Some(false);
+                    r.error =
+                        Some("replaced by another connection with the same credentials".to_owned());
+                })
+                .await;
+            }
+            Event::TemporaryBan(ban) => {
+                tracing::warn!(device_id = %self.device, code = ?ban.code, expire = ?ban.expire, "temporarily banned");
+                crate::metrics::connection_event("temporary_ban");
+                self.stop_client().await;
+                self.set_status(SessionStatus::Disconnected, |r| {
+                    r.auto_connect = Some(false);
+                    r.error = Some(format!(
+                        "temporarily banned by WhatsApp ({:?}) for {} s",
+                        ban.code,
+                        ban.expire.num_seconds()
+                    ));
+                })
+                .await;
+            }
+            Event::ClientOutdated(_) => {
+                tracing::error!(
+                    device_id = %self.device,
+                    "WhatsApp says this client version is outdated: set WUTS_WA_VERSION to the current WhatsApp Web version"
+                );
+                crate::metrics::connection_event("client_outdated");
+                self.stop_client().await;
+                self.set_status(SessionStatus::Disconnected, |r| {
+                    r.error = Some(
+                        "client version outdated; the operator must update WUTS_WA_VERSION"
+                            .to_owned(),
+                    );
+                })
+                .await;
+            }
+            Event::ConnectFailure(failure) => {
+                tracing::warn!(device_id = %self.device, reason = ?failure.reason, "connection refused by WhatsApp");
+                crate::metrics::connection_event("connect_failure");
+            }
+            Event::PushNameUpdate(_) | Event::ContactUpdate(_) | Event::BusinessStatusUpdate(_) => {
+                identity::record_event(&self.deps, self.device, event).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Sets the status in the watch and writes it, with whatever else `patch` adds, to the
+    /// device row.
+    async fn set_status(&self, status: SessionStatus, patch: impl FnOnce(&mut SessionRecord)) {
+        let mut record = SessionRecord::new(status);
+        patch(&mut record);
+        self.state.send_modify(|s| {
+            s.status = status;
+            if record.clear_jid {
+                s.jid = None;
+                s.lid = None;
+            }
+            if record.clear_error {
+                s.last_error = None;
+            }
+            if let Some(error) = &record.error {
+                s.last_error = Some(error.clone());
+            }
+        });
+        crate::metrics::status_changed(status);
+        if let Err(err) =
+            session_store::record(&self.deps.db, self.tenant, self.device, &record).await
+        {
+            tracing::error!(device_id = %self.device, error = %err, "recording session state failed");
+        }
+    }
+}
+
+/// Pairing codes are valid for this long (WhatsApp's own limit is a few minutes).
+const PAIR_CODE_TTL_SECS: i64 = 180;
+
+async fn request_pair_code(
+    client: &Arc<Client>,
+    phone: &PhoneNumber,
+    timeout: Duration,
+) -> Result<String, SessionError> {
+    client
+        .wait_for_socket(timeout)
+        .await
+        .map_err(|_| SessionError::Timeout)?;
+    let options = whatsapp_rust::pair_code::PairCodeOptions {
+        phone_number: phone.as_str().to_owned(),
+        ..Default::default()
+    };
+    match tokio::time::timeout(timeout, client.pair_with_code(options)).await {
+        Err(_) => Err(SessionError::Timeout),
+        Ok(Ok(code)) => Ok(code),
+        Ok(Err(err)) => Err(SessionError::WhatsApp {
+            code: 400,
+            text: err.to_string(),
+        }),
+    }
+}

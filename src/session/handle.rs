@@ -1,0 +1,165 @@
+//! The handle through which the rest of the gateway uses a device session.
+//!
+//! Clonable. Commands go to the actor over a bounded channel (full: `RATE_LIMITED`) with a
+//! deadline; the state and the connected client are read from `watch`es, so "not connected" is
+//! answered at once, without a round trip to the actor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot, watch};
+use whatsapp_rust::Client;
+
+use super::actor::{Command, Reply};
+use super::pool::{SessionConfig, shutdown_actor};
+use super::state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};
+use crate::domain::{DeviceId, PhoneNumber};
+
+/// Slack on top of the WhatsApp timeout for commands that also stop or start a client.
+const COMMAND_SLACK: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct DeviceHandle {
+    device: DeviceId,
+    commands: mpsc::Sender<Command>,
+    state: watch::Receiver<SessionState>,
+    client: watch::Receiver<Option<Arc<Client>>>,
+    wa_timeout: Duration,
+    qr_wait: Duration,
+    connect_wait: Duration,
+}
+
+impl DeviceHandle {
+    pub(crate) fn new(
+        device: DeviceId,
+        commands: mpsc::Sender<Command>,
+        state: watch::Receiver<SessionState>,
+        client: watch::Receiver<Option<Arc<Client>>>,
+        config: SessionConfig,
+    ) -> Self {
+        Self {
+            device,
+            commands,
+            state,
+            client,
+            wa_timeout: config.wa_timeout,
+            qr_wait: config.qr_wait,
+            connect_wait: config.connect_wait,
+        }
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The session's state now.
+    pub fn state(&self) -> SessionState {
+        self.state.borrow().clone()
+    }
+
+    /// Whether the actor has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+
+    /// How long one WhatsApp request may take.
+    pub fn wa_timeout(&self) -> Duration {
+        self.wa_timeout
+    }
+
+    /// The connected client, or `DEVICE_NOT_READY` at once.
+    pub fn client(&self) -> Result<Arc<Client>, SessionError> {
+        if let Some(client) = self.client.borrow().as_ref() {
+            return Ok(client.clone());
+        }
+        let status = self.state.borrow().status;
+        Err(SessionError::NotReady(format!(
+            "the device is not connected (status: {})",
+            status.as_str()
+        )))
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.try_send(make(tx)).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => SessionError::Busy,
+            mpsc::error::TrySendError::Closed(_) => {
+                SessionError::NotReady("the device session has stopped".to_owned())
+            }
+        })?;
+        match tokio::time::timeout(self.wa_timeout * 2 + COMMAND_SLACK, rx).await {
+            Err(_) => Err(SessionError::Timeout),
+            Ok(Err(_)) => Err(SessionError::NotReady(
+                "the device session has stopped".to_owned(),
+            )),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// Starts connecting with stored credentials and returns without waiting.
+    pub async fn start(&self) -> Result<(), SessionError> {
+        self.call(Command::Connect).await
+    }
+
+    /// Connects with stored credentials and waits (briefly) for the connection; answers the
+    /// status reached.
+    pub async fn connect(&self) -> Result<SessionStatus, SessionError> {
+        self.call(Command::Connect).await?;
+        let mut state = self.state.clone();
+        let _ = tokio::time::timeout(
+            self.connect_wait,
+            state.wait_for(|s| s.status == SessionStatus::Connected),
+        )
+        .await;
+        Ok(self.state.borrow().status)
+    }
+
+    pub async fn disconnect(&self) -> Result<(), SessionError> {
+        self.call(Command::Disconnect).await
+    }
+
+    pub async fn logout(&self) -> Result<(), SessionError> {
+        self.call(Command::Logout).await
+    }
+
+    pub(crate) async fn delete(&self) -> Result<(), SessionError> {
+        self.call(Command::Delete).await
+    }
+
+    /// The current pairing QR code, starting pairing when needed. `cached`: it was already out.
+    pub async fn qr(&self, refresh: bool) -> Result<(PairingQr, bool), SessionError> {
+        let started = Utc::now();
+        if !refresh && let Some(qr) = self.state.borrow().live_qr(started).cloned() {
+            return Ok((qr, true));
+        }
+        self.call(|reply| Command::StartQr { refresh, reply })
+            .await?;
+        let mut state = self.state.clone();
+        let fresh = move |s: &SessionState| {
+            s.live_qr(Utc::now())
+                .is_some_and(|qr| !refresh || qr.generated_at >= started)
+        };
+        match tokio::time::timeout(self.qr_wait, state.wait_for(fresh)).await {
+            Ok(Ok(s)) => s
+                .live_qr(Utc::now())
+                .cloned()
+                .map(|qr| (qr, false))
+                .ok_or(SessionError::Timeout),
+            Ok(Err(_)) => Err(SessionError::NotReady(
+                "the device session has stopped".to_owned(),
+            )),
+            Err(_) => Err(SessionError::Timeout),
+        }
+    }
+
+    /// A pairing code for `phone`. `cached`: the same code was already out for this number.
+    pub async fn pair_code(&self, phone: PhoneNumber) -> Result<(PairingCode, bool), SessionError> {
+        self.call(|reply| Command::PairCode { phone, reply }).await
+    }
+
+    /// Stops the session cleanly and waits for it.
+    pub async fn shutdown(&self) {
+        shutdown_actor(&self.commands).await;
+    }
+}

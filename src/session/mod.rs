@@ -1,0 +1,19 @@
+//! Device sessions: one actor task per device owns its whatsapp-rust client.
+//!
+//! - [`pool`]: this node's sessions; restore at startup, shutdown.
+//! - [`handle`]: what handlers hold: commands with deadlines, the state, the connected client.
+//! - [`actor`]: the task that owns the client and consumes its events.
+//! - [`ownership`]: one live connection per device across every gateway process.
+//! - [`state`]: statuses, QR and pairing codes, errors.
+
+pub mod actor;
+pub mod handle;
+pub(crate) mod identity;
+pub mod ownership;
+pub mod pool;
+pub mod qr;
+pub mod state;
+
+pub use handle::DeviceHandle;
+pub use pool::{KeyStore, SessionConfig, SessionPool};
+pub use state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};

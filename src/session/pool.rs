@@ -1,0 +1,265 @@
+//! The pool of device sessions of this node: starting actors on demand, restoring the devices
+//! that should be connected at startup (bounded concurrency, jitter), and stopping them all on
+//! shutdown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use wacore::store::traits::Backend;
+
+use super::actor::{Command, DeviceActor};
+use super::handle::DeviceHandle;
+use super::ownership::Ownership;
+use super::state::{SessionState, SessionStatus};
+use crate::domain::{DeviceId, TenantId};
+use crate::store::sessions;
+
+/// Session settings (from `wuts serve`'s configuration).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// WhatsApp's WebSocket endpoint (or a stand-in's, in tests).
+    pub wa_url: String,
+    /// The WhatsApp Web version to announce; fetched from WhatsApp when `None`.
+    pub wa_version: Option<(u32, u32, u32)>,
+    /// How long a WhatsApp request may take before `WHATSAPP_TIMEOUT`.
+    pub wa_timeout: Duration,
+    /// How long `/qr` waits for the first QR code, and `/connect` for the connection.
+    pub qr_wait: Duration,
+    pub connect_wait: Duration,
+    /// Startup restore: devices connecting at once, and the random delay before each.
+    pub restore_concurrency: usize,
+    pub restore_jitter: Duration,
+    /// Commands queued per device before `RATE_LIMITED`.
+    pub command_queue: usize,
+    /// The OS name shown in the phone's list of linked devices.
+    pub device_os: String,
+}
+
+/// Where a device's WhatsApp keys live.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// whatsapp-rust's storage for one device.
+    fn backend(&self, device: DeviceId) -> Arc<dyn Backend>;
+    /// Whether the device holds paired credentials (so it can connect without a QR).
+    async fn has_credentials(&self, device: DeviceId) -> anyhow::Result<bool>;
+    /// Erases every key and state of the device.
+    async fn erase(&self, device: DeviceId) -> anyhow::Result<()>;
+}
+
+/// What every actor shares.
+pub struct SessionDeps {
+    pub db: PgPool,
+    pub config: SessionConfig,
+    pub keys: Arc<dyn KeyStore>,
+    pub ownership: Ownership,
+}
+
+/// whatsapp-rust's caches, sized for thousands of sessions per process rather than for one
+/// WhatsApp Web tab: a gateway session answers API calls, it does not render chats.
+pub(crate) fn session_cache_config() -> whatsapp_rust::CacheConfig {
+    whatsapp_rust::CacheConfig::default()
+}
+
+/// This node's sessions.
+pub struct SessionPool {
+    deps: Arc<SessionDeps>,
+    sessions: RwLock<HashMap<DeviceId, DeviceHandle>>,
+}
+
+impl SessionPool {
+    /// Starts the pool: opens the ownership lock connection and listens for lost devices.
+    pub async fn start(
+        db: PgPool,
+        config: SessionConfig,
+        keys: Arc<dyn KeyStore>,
+        lock_options: sqlx::postgres::PgConnectOptions,
+    ) -> Result<Arc<Self>, sqlx::Error> {
+        let node_id = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "node".to_owned()),
+            uuid::Uuid::new_v4().simple()
+        );
+        let (ownership, mut lost) = Ownership::start(db.clone(), lock_options, node_id).await?;
+        let pool = Arc::new(Self {
+            deps: Arc::new(SessionDeps {
+                db,
+                config,
+                keys,
+                ownership,
+            }),
+            sessions: RwLock::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&pool);
+        tokio::spawn(async move {
+            while let Some(device) = lost.recv().await {
+                let Some(pool) = weak.upgrade() else { break };
+                pool.stop(device).await;
+            }
+        });
+        Ok(pool)
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.deps.config
+    }
+
+    /// The running session of a device, if any.
+    pub fn get(&self, device: DeviceId) -> Option<DeviceHandle> {
+        self.sessions
+            .read()
+            .ok()
+            .and_then(|s| s.get(&device).cloned())
+    }
+
+    /// The session of a device, starting its actor (not its client) when there is none.
+    /// `status` seeds the state from the device row.
+    pub fn ensure(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        initial: impl FnOnce() -> SessionState,
+    ) -> DeviceHandle {
+        if let Some(handle) = self.get(device)
+            && !handle.is_closed()
+        {
+            return handle;
+        }
+        let Ok(mut sessions) = self.sessions.write() else {
+            // A poisoned map means a panic elsewhere; serve this request with a fresh actor.
+            return self.spawn(tenant, device, initial());
+        };
+        if let Some(handle) = sessions.get(&device)
+            && !handle.is_closed()
+        {
+            return handle.clone();
+        }
+        let handle = self.spawn(tenant, device, initial());
+        sessions.insert(device, handle.clone());
+        handle
+    }
+
+    fn spawn(&self, tenant: TenantId, device: DeviceId, initial: SessionState) -> DeviceHandle {
+        let (commands_tx, commands_rx) = mpsc::channel(self.deps.config.command_queue.max(1));
+        let state = Arc::new(watch::Sender::new(initial));
+        let (client_tx, client_rx) = watch::channel(None);
+        let handle = DeviceHandle::new(
+            device,
+            commands_tx,
+            state.subscribe(),
+            client_rx,
+            self.deps.config.clone(),
+        );
+        let actor = DeviceActor::new(tenant, device, self.deps.clone(), state, client_tx);
+        tokio::spawn(actor.run(commands_rx));
+        handle
+    }
+
+    /// Stops a device's session (keeping what should happen at the next start) and forgets it.
+    pub async fn stop(&self, device: DeviceId) {
+        let handle = self
+            .sessions
+            .write()
+            .ok()
+            .and_then(|mut s| s.remove(&device));
+        if let Some(handle) = handle {
+            handle.shutdown().await;
+        }
+    }
+
+    /// Deletes a device's session: unlinks it from WhatsApp if connected, erases its keys.
+    pub async fn delete(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+    ) -> Result<(), super::SessionError> {
+        let handle = self.ensure(tenant, device, || {
+            SessionState::new(SessionStatus::Unpaired)
+        });
+        let result = handle.delete().await;
+        if let Ok(mut sessions) = self.sessions.write() {
+            sessions.remove(&device);
+        }
+        result
+    }
+
+    /// Connects every device that should be connected, a bounded number at a time, each after a
+    /// random delay so that a restart of many gateways does not reconnect everything at once.
+    pub async fn restore(self: &Arc<Self>) -> usize {
+        let targets = match sessions::to_restore(&self.deps.db).await {
+            Ok(targets) => targets,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot list devices to restore");
+                return 0;
+            }
+        };
+        let total = targets.len();
+        if total == 0 {
+            return 0;
+        }
+        tracing::info!(devices = total, "restoring device sessions");
+        let permits = Arc::new(Semaphore::new(self.deps.config.restore_concurrency.max(1)));
+        let jitter = self.deps.config.restore_jitter;
+        let mut tasks = tokio::task::JoinSet::new();
+        for target in targets {
+            let pool = self.clone();
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                if !jitter.is_zero() {
+                    let millis = rand::random_range(0..=jitter.as_millis() as u64);
+                    tokio::time::sleep(Duration::from_millis(millis)).await;
+                }
+                let handle = pool.ensure(target.tenant_id, target.device_id, || {
+                    SessionState::new(SessionStatus::Connecting)
+                });
+                if let Err(err) = handle.start().await {
+                    tracing::warn!(device_id = %target.device_id, error = %err, "device not restored");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        total
+    }
+
+    /// Stops every session cleanly, within `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        let handles: Vec<DeviceHandle> = self
+            .sessions
+            .write()
+            .map(|mut s| s.drain().map(|(_, h)| h).collect())
+            .unwrap_or_default();
+        if handles.is_empty() {
+            return;
+        }
+        tracing::info!(devices = handles.len(), "closing device sessions");
+        let all = futures::future::join_all(handles.iter().map(DeviceHandle::shutdown));
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            tracing::warn!("some device sessions did not close in time");
+        }
+    }
+
+    /// Devices by session status, for metrics and benchmarks.
+    pub fn status_counts(&self) -> HashMap<SessionStatus, usize> {
+        let mut counts = HashMap::new();
+        if let Ok(sessions) = self.sessions.read() {
+            for handle in sessions.values() {
+                *counts.entry(handle.state().status).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// Sends a shutdown to an actor and waits for it to finish.
+pub(crate) async fn shutdown_actor(commands: &mpsc::Sender<Command>) {
+    let (done_tx, done_rx) = oneshot::channel();
+    if commands.send(Command::Shutdown(done_tx)).await.is_ok() {
+        let _ = done_rx.await;
+    }
+}
