@@ -1,0 +1,277 @@
+//! The control API's JSON shapes, and a typed client for it (used by wa-sim's own tests and by
+//! the gateway's tests and benchmarks).
+
+use serde::{Deserialize, Serialize};
+
+use crate::faults::Fault;
+use crate::stats::StatsSnapshot;
+
+/// `POST /accounts`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateAccount {
+    pub phone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Answer of `POST /accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreatedAccount {
+    pub phone: String,
+    pub jid: String,
+    pub lid: String,
+    pub lid_jid: String,
+}
+
+/// A linked companion, in `GET /accounts/{phone}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompanionView {
+    pub device: u16,
+    pub jid: String,
+    pub platform: String,
+    pub key_index: u32,
+    pub connected: bool,
+}
+
+/// An account's block list: blocked users' JIDs (LID JIDs) and the list's hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlocklistView {
+    pub items: Vec<String>,
+    pub dhash: String,
+}
+
+/// `GET /accounts/{phone}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountView {
+    pub phone: String,
+    pub jid: String,
+    pub lid: String,
+    pub lid_jid: String,
+    pub push_name: Option<String>,
+    pub business_name: Option<String>,
+    pub companions: Vec<CompanionView>,
+    pub blocklist: BlocklistView,
+    /// Groups and communities the account is in.
+    pub groups: Vec<String>,
+}
+
+/// `POST /accounts/{phone}/blocklist`: a change made on the phone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlocklistChange {
+    /// `block` or `unblock`.
+    pub action: String,
+    /// The user, as a phone-number JID or a LID JID.
+    pub jid: String,
+}
+
+/// `POST /pair/qr`: the phone scans this QR code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanQr {
+    pub phone: String,
+    pub qr: String,
+}
+
+/// `POST /pair/code`: the phone enters this pairing code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnterCode {
+    pub phone: String,
+    pub code: String,
+}
+
+/// A linked companion, as answered by the pairing routes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Paired {
+    pub phone: String,
+    pub jid: String,
+    pub lid: String,
+    pub device: u16,
+}
+
+/// `POST /groups`: a group created by some account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateGroup {
+    pub owner_phone: String,
+    pub subject: String,
+    #[serde(default)]
+    pub participants: Vec<String>,
+    #[serde(default)]
+    pub community: bool,
+}
+
+/// A group member in `GET /groups/{jid}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberView {
+    pub phone: String,
+    pub jid: String,
+    pub lid_jid: String,
+    pub admin: bool,
+    pub super_admin: bool,
+}
+
+/// `GET /groups/{jid}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupView {
+    pub jid: String,
+    pub subject: String,
+    pub description: Option<String>,
+    pub owner: String,
+    pub parent: Option<String>,
+    pub is_community: bool,
+    pub is_announcement: bool,
+    pub announce: bool,
+    pub locked: bool,
+    pub join_approval: bool,
+    pub deactivated: bool,
+    pub linked_groups: Vec<String>,
+    pub participants: Vec<MemberView>,
+}
+
+/// A typed client of the control API.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// A control call that failed: the status and the server's message.
+#[derive(Debug, thiserror::Error)]
+#[error("wa-sim control API: {status}: {message}")]
+pub struct ControlError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ControlClient {
+    pub fn new(control_url: &str) -> Self {
+        Self {
+            base: control_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ControlError> {
+        let response = request.send().await.map_err(|e| ControlError {
+            status: 0,
+            message: e.to_string(),
+        })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| ControlError {
+            status,
+            message: e.to_string(),
+        })?;
+        if !(200..300).contains(&status) {
+            return Err(ControlError {
+                status,
+                message: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(body).map_err(|e| ControlError {
+            status,
+            message: format!("unexpected answer: {e}"),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn create_account(
+        &self,
+        account: &CreateAccount,
+    ) -> Result<CreatedAccount, ControlError> {
+        self.call(self.http.post(self.url("/accounts")).json(account))
+            .await
+    }
+
+    pub async fn account(&self, phone: &str) -> Result<AccountView, ControlError> {
+        self.call(self.http.get(self.url(&format!("/accounts/{phone}"))))
+            .await
+    }
+
+    pub async fn change_blocklist(
+        &self,
+        phone: &str,
+        action: &str,
+        jid: &str,
+    ) -> Result<BlocklistView, ControlError> {
+        let change = BlocklistChange {
+            action: action.to_owned(),
+            jid: jid.to_owned(),
+        };
+        self.call(
+            self.http
+                .post(self.url(&format!("/accounts/{phone}/blocklist")))
+                .json(&change),
+        )
+        .await
+    }
+
+    pub async fn unlink(&self, phone: &str, device: u16) -> Result<(), ControlError> {
+        self.call::<serde_json::Value>(
+            self.http
+                .delete(self.url(&format!("/accounts/{phone}/companions/{device}"))),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn scan_qr(&self, phone: &str, qr: &str) -> Result<Paired, ControlError> {
+        let scan = ScanQr {
+            phone: phone.to_owned(),
+            qr: qr.to_owned(),
+        };
+        self.call(self.http.post(self.url("/pair/qr")).json(&scan))
+            .await
+    }
+
+    pub async fn enter_code(&self, phone: &str, code: &str) -> Result<Paired, ControlError> {
+        let enter = EnterCode {
+            phone: phone.to_owned(),
+            code: code.to_owned(),
+        };
+        self.call(self.http.post(self.url("/pair/code")).json(&enter))
+            .await
+    }
+
+    pub async fn create_group(&self, group: &CreateGroup) -> Result<GroupView, ControlError> {
+        self.call(self.http.post(self.url("/groups")).json(group))
+            .await
+    }
+
+    pub async fn group(&self, jid: &str) -> Result<GroupView, ControlError> {
+        self.call(self.http.get(self.url(&format!("/groups/{jid}"))))
+            .await
+    }
+
+    pub async fn stats(&self) -> Result<StatsSnapshot, ControlError> {
+        self.call(self.http.get(self.url("/stats"))).await
+    }
+
+    pub async fn reset_stats(&self) -> Result<(), ControlError> {
+        self.call::<serde_json::Value>(self.http.delete(self.url("/stats")))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn add_fault(&self, fault: &Fault) -> Result<(), ControlError> {
+        self.call::<serde_json::Value>(self.http.post(self.url("/faults")).json(fault))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn clear_faults(&self) -> Result<(), ControlError> {
+        self.call::<serde_json::Value>(self.http.delete(self.url("/faults")))
+            .await
+            .map(|_| ())
+    }
+}

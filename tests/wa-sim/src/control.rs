@@ -1,0 +1,450 @@
+//! The control API (HTTP JSON on its own address): tests and benchmarks create accounts, act as
+//! the phone (scan a QR code, type a pairing code, unlink a companion, change the block list),
+//! read the world back, and inject faults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+
+use crate::api::*;
+use crate::faults::Fault;
+use crate::pairing::{device_identity, parse_qr, verify_device_signature};
+use crate::session::Session;
+use crate::sim::Sim;
+use crate::stanza::{SERVER, attr, child, child_bytes, split_jid};
+use crate::world::{Account, AwaitingSign, Companion, Outbound};
+
+/// How long the phone waits for a companion to sign what it was sent.
+const PAIRING_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/accounts", post(create_account))
+        .route("/accounts/{phone}", get(get_account))
+        .route("/accounts/{phone}/blocklist", post(change_blocklist))
+        .route(
+            "/accounts/{phone}/companions/{device}",
+            delete(unlink_companion),
+        )
+        .route("/pair/qr", post(scan_qr))
+        .route("/pair/code", post(enter_code))
+        .route("/groups", post(crate::groups::control_create))
+        .route("/groups/{jid}", get(crate::groups::control_get))
+        .route("/stats", get(stats).delete(reset_stats))
+        .route(
+            "/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
+        .with_state(sim)
+}
+
+/// A control API failure: a status and a message.
+pub struct ControlError(pub StatusCode, pub String);
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn err(status: StatusCode, message: impl Into<String>) -> ControlError {
+    ControlError(status, message.into())
+}
+
+fn digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn account_view(world: &crate::world::WorldState, account: &Account) -> AccountView {
+    let mut groups: Vec<String> = world
+        .groups
+        .values()
+        .filter(|g| g.participants.contains_key(&account.phone) && !g.deactivated)
+        .map(|g| g.jid())
+        .collect();
+    groups.sort();
+    AccountView {
+        phone: account.phone.clone(),
+        jid: account.jid(),
+        lid: account.lid.clone(),
+        lid_jid: account.lid_jid(),
+        push_name: account.push_name.clone(),
+        business_name: account.business_name.clone(),
+        companions: account
+            .companions
+            .values()
+            .map(|c| CompanionView {
+                device: c.device,
+                jid: format!("{}:{}@s.whatsapp.net", account.phone, c.device),
+                platform: c.platform.clone(),
+                key_index: c.key_index,
+                connected: world
+                    .sessions
+                    .contains_key(&(account.phone.clone(), c.device)),
+            })
+            .collect(),
+        blocklist: BlocklistView {
+            items: account.blocklist.clone(),
+            dhash: account.blocklist_dhash.clone(),
+        },
+        groups,
+    }
+}
+
+async fn create_account(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(request): axum::Json<CreateAccount>,
+) -> Result<(StatusCode, axum::Json<CreatedAccount>), ControlError> {
+    let phone = digits(&request.phone);
+    if phone.len() < 7 {
+        return Err(err(StatusCode::BAD_REQUEST, "phone must have digits"));
+    }
+    let mut world = sim.world.lock();
+    if world.accounts.contains_key(&phone) {
+        return Err(err(StatusCode::CONFLICT, "account exists"));
+    }
+    let lid = match request.lid.as_deref().map(digits) {
+        Some(lid) if !lid.is_empty() => {
+            if world.lids.contains_key(&lid) {
+                return Err(err(StatusCode::CONFLICT, "LID taken"));
+            }
+            lid
+        }
+        _ => world.allocate_lid(),
+    };
+    let account = Account {
+        phone: phone.clone(),
+        lid: lid.clone(),
+        push_name: request.push_name,
+        business_name: request.business_name,
+        status: request.status,
+        identity: wacore::libsignal::protocol::KeyPair::generate(&mut rand::rng()),
+        raw_id: rand::random::<u32>() & 0x7fff_ffff,
+        companions: Default::default(),
+        next_device: 1,
+        next_key_index: 1,
+        blocklist: Vec::new(),
+        blocklist_dhash: crate::world::blocklist_dhash(&[]),
+    };
+    let created = CreatedAccount {
+        jid: account.jid(),
+        lid_jid: account.lid_jid(),
+        phone: phone.clone(),
+        lid: lid.clone(),
+    };
+    world.lids.insert(lid, phone.clone());
+    world.accounts.insert(phone, account);
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+async fn get_account(
+    State(sim): State<Arc<Sim>>,
+    Path(phone): Path<String>,
+) -> Result<axum::Json<AccountView>, ControlError> {
+    let world = sim.world.lock();
+    let account = world
+        .account(&digits(&phone))
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such account"))?;
+    Ok(axum::Json(account_view(&world, account)))
+}
+
+/// A change the phone makes to its block list; the companions are notified.
+async fn change_blocklist(
+    State(sim): State<Arc<Sim>>,
+    Path(phone): Path<String>,
+    axum::Json(request): axum::Json<BlocklistChange>,
+) -> Result<axum::Json<BlocklistView>, ControlError> {
+    let phone = digits(&phone);
+    let mut world = sim.world.lock();
+    let (user, server) = split_jid(&request.jid);
+    let target_lid = world
+        .phone_of(&user, &server)
+        .and_then(|p| world.account(&p).map(|a| a.lid.clone()))
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no account for that JID"))?;
+    let lid_jid = format!("{target_lid}@lid");
+    let account = world
+        .account_mut(&phone)
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such account"))?;
+    let previous = account.blocklist_dhash.clone();
+    let changed = match request.action.as_str() {
+        "block" if !account.blocklist.contains(&lid_jid) => {
+            account.blocklist.push(lid_jid.clone());
+            true
+        }
+        "unblock" if account.blocklist.contains(&lid_jid) => {
+            account.blocklist.retain(|j| j != &lid_jid);
+            true
+        }
+        "block" | "unblock" => false,
+        _ => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "action must be block or unblock",
+            ));
+        }
+    };
+    if changed {
+        account.rehash_blocklist();
+    }
+    let view = BlocklistView {
+        items: account.blocklist.clone(),
+        dhash: account.blocklist_dhash.clone(),
+    };
+    if changed {
+        let notification = crate::iq::blocklist_notification(
+            &sim.stanza_id(),
+            &phone,
+            &previous,
+            &view.dhash,
+            &[(lid_jid, request.action.clone())],
+        );
+        for handle in world.companion_sessions(&phone) {
+            handle.send(Outbound::Node(notification.clone()));
+        }
+    }
+    Ok(axum::Json(view))
+}
+
+async fn unlink_companion(
+    State(sim): State<Arc<Sim>>,
+    Path((phone, device)): Path<(String, u16)>,
+) -> Result<StatusCode, ControlError> {
+    let phone = digits(&phone);
+    let mut world = sim.world.lock();
+    let account = world
+        .account_mut(&phone)
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such account"))?;
+    if account.companions.remove(&device).is_none() {
+        return Err(err(StatusCode::NOT_FOUND, "no such companion"));
+    }
+    if let Some(handle) = world.sessions.remove(&(phone, device)) {
+        handle.send(Outbound::StreamError(
+            NodeBuilder::new("stream:error")
+                .attr("code", "401")
+                .children([NodeBuilder::new("conflict")
+                    .attr("type", "device_removed")
+                    .build()])
+                .build(),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The phone scans a companion's QR code; answers once the companion is linked.
+async fn scan_qr(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(request): axum::Json<ScanQr>,
+) -> Result<axum::Json<Paired>, ControlError> {
+    let scanned = parse_qr(&request.qr).map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let phone = digits(&request.phone);
+    let pending = {
+        let world = sim.world.lock();
+        world
+            .pending_qr
+            .get(&scanned.pairing_ref)
+            .cloned()
+            .ok_or_else(|| err(StatusCode::NOT_FOUND, "unknown or expired QR code"))?
+    };
+    if pending.noise_pub != scanned.noise_pub || pending.identity_pub != scanned.identity_pub {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "QR keys do not match the companion",
+        ));
+    }
+    link(&sim, &phone, pending, &scanned.adv_secret).await
+}
+
+/// Sends `pair-success` to the companion and waits for it to sign its identity.
+pub async fn link(
+    sim: &Arc<Sim>,
+    phone: &str,
+    pending: crate::world::PendingPairing,
+    adv_secret: &[u8; 32],
+) -> Result<axum::Json<Paired>, ControlError> {
+    let done = Arc::new(tokio::sync::Notify::new());
+    let (iq, paired) = {
+        let mut world = sim.world.lock();
+        let account = world
+            .account_mut(phone)
+            .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such account"))?;
+        let device = account.next_device;
+        let key_index = account.next_key_index;
+        let identity = device_identity(account, &pending.identity_pub, adv_secret, key_index)
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        account.next_device += 1;
+        account.next_key_index += 1;
+        let jid = format!("{phone}:{device}@s.whatsapp.net");
+        let lid = format!("{}:{device}@lid", account.lid);
+        let mut success = vec![
+            NodeBuilder::new("device-identity").bytes(identity).build(),
+            NodeBuilder::new("platform")
+                .attr("name", pending.platform.clone())
+                .build(),
+            NodeBuilder::new("device")
+                .attr("jid", jid.clone())
+                .attr("lid", lid.clone())
+                .build(),
+        ];
+        if let Some(name) = &account.business_name {
+            success.push(NodeBuilder::new("biz").attr("name", name.clone()).build());
+        }
+        let id = sim.stanza_id();
+        let iq = NodeBuilder::new("iq")
+            .attr("from", SERVER)
+            .attr("type", "set")
+            .attr("id", id.clone())
+            .attr("xmlns", "md")
+            .children([NodeBuilder::new("pair-success").children(success).build()])
+            .build();
+        let companion = Companion {
+            device,
+            noise_pub: pending.noise_pub,
+            identity_pub: pending.identity_pub,
+            registration_id: pending.registration_id,
+            key_index,
+            platform: pending.platform.clone(),
+            prekeys: Default::default(),
+            signed_prekey: None,
+            signed_identity: Vec::new(),
+        };
+        world.awaiting_sign.insert(
+            id,
+            AwaitingSign {
+                phone: phone.to_owned(),
+                companion,
+                conn: pending.conn.clone(),
+                done: Some(done.clone()),
+            },
+        );
+        let conn_id = pending.conn.id;
+        world.pending_qr.retain(|_, p| p.conn.id != conn_id);
+        world.pending_codes.retain(|_, p| p.conn.id != conn_id);
+        (
+            iq,
+            Paired {
+                phone: phone.to_owned(),
+                jid,
+                lid,
+                device,
+            },
+        )
+    };
+    pending.conn.send(Outbound::Node(iq));
+    match tokio::time::timeout(PAIRING_TIMEOUT, done.notified()).await {
+        Ok(()) => {
+            let linked = sim
+                .world
+                .lock()
+                .account(phone)
+                .is_some_and(|a| a.companions.contains_key(&paired.device));
+            if linked {
+                Ok(axum::Json(paired))
+            } else {
+                Err(err(
+                    StatusCode::CONFLICT,
+                    "the companion refused the pairing",
+                ))
+            }
+        }
+        Err(_) => Err(err(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the companion did not complete pairing",
+        )),
+    }
+}
+
+/// The companion's answer to a server IQ (for now: the signature on a pair-success).
+pub fn on_client_answer(session: &mut Session, id: &str, node: &Node) {
+    let mut world = session.sim.world.lock();
+    let Some(awaiting) = world.awaiting_sign.remove(id) else {
+        return;
+    };
+    let signed = attr(node, "type")
+        .filter(|t| t == "result")
+        .and_then(|_| child(node, "pair-device-sign"))
+        .and_then(|sign| child_bytes(sign, "device-identity"))
+        .map(<[u8]>::to_vec);
+    let notify = awaiting.done.clone();
+    match signed {
+        Some(signed)
+            if verify_device_signature(&signed, &awaiting.companion.identity_pub).is_ok() =>
+        {
+            let mut companion = awaiting.companion;
+            companion.signed_identity = signed;
+            if let Some(account) = world.account_mut(&awaiting.phone) {
+                account.companions.insert(companion.device, companion);
+            }
+            drop(world);
+            session.sim.stats.pairing();
+            // WhatsApp restarts the stream so the companion logs in as the new device.
+            session.conn.send(Outbound::StreamError(
+                NodeBuilder::new("stream:error").attr("code", "515").build(),
+            ));
+        }
+        _ => {
+            drop(world);
+            tracing::debug!("companion refused or mis-signed the pairing");
+        }
+    }
+    if let Some(notify) = notify {
+        notify.notify_one();
+    }
+}
+
+async fn enter_code(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(request): axum::Json<EnterCode>,
+) -> Result<axum::Json<Paired>, ControlError> {
+    crate::pair_code::phone_enters_code(&sim, &digits(&request.phone), &request.code).await
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> axum::Json<crate::stats::StatsSnapshot> {
+    axum::Json(sim.stats.snapshot())
+}
+
+async fn reset_stats(State(sim): State<Arc<Sim>>) -> StatusCode {
+    sim.stats.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn list_faults(State(sim): State<Arc<Sim>>) -> axum::Json<Vec<Fault>> {
+    axum::Json(sim.faults.list())
+}
+
+async fn add_fault(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(fault): axum::Json<Fault>,
+) -> Result<StatusCode, ControlError> {
+    match fault {
+        Fault::DropConnections { phone } => {
+            let world = sim.world.lock();
+            let handles: Vec<_> = world
+                .sessions
+                .iter()
+                .filter(|((p, _), _)| phone.as_deref().is_none_or(|wanted| digits(wanted) == *p))
+                .map(|(_, h)| h.clone())
+                .collect();
+            drop(world);
+            for handle in handles {
+                handle.send(Outbound::Drop);
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Fault::Delay { .. } | Fault::Error { .. } | Fault::NoAnswer { .. } => {
+            sim.faults.add(fault);
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
+
+async fn clear_faults(State(sim): State<Arc<Sim>>) -> StatusCode {
+    sim.faults.clear();
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,84 @@
+//! What the server has seen, for tests and benchmarks: IQs by namespace and type, stanzas by
+//! tag, handshakes by kind, logins and connections.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::noise::HandshakeKind;
+
+/// A snapshot, as `GET /stats` answers it.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// IQs received, keyed `"<xmlns>:<type>"` (e.g. `"usync:get"`).
+    pub iq: BTreeMap<String, u64>,
+    /// Stanzas received, by tag.
+    pub stanzas: BTreeMap<String, u64>,
+    /// Completed handshakes, by kind (`xx`, `ik`, `xx_fallback`).
+    pub handshakes: BTreeMap<String, u64>,
+    /// Successful logins of paired companions.
+    pub logins: u64,
+    /// Companions paired.
+    pub pairings: u64,
+    /// Connections accepted.
+    pub connections: u64,
+}
+
+impl StatsSnapshot {
+    /// IQs seen for a namespace and type.
+    pub fn iq_count(&self, xmlns: &str, kind: &str) -> u64 {
+        self.iq
+            .get(&format!("{xmlns}:{kind}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn handshake_count(&self, kind: &str) -> u64 {
+        self.handshakes.get(kind).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+pub struct Stats {
+    inner: Mutex<StatsSnapshot>,
+}
+
+impl Stats {
+    fn with(&self, f: impl FnOnce(&mut StatsSnapshot)) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard);
+    }
+
+    pub fn iq(&self, xmlns: &str, kind: &str) {
+        self.with(|s| *s.iq.entry(format!("{xmlns}:{kind}")).or_default() += 1);
+    }
+
+    pub fn stanza(&self, tag: &str) {
+        self.with(|s| *s.stanzas.entry(tag.to_owned()).or_default() += 1);
+    }
+
+    pub fn handshake(&self, kind: HandshakeKind) {
+        self.with(|s| *s.handshakes.entry(kind.as_str().to_owned()).or_default() += 1);
+    }
+
+    pub fn login(&self) {
+        self.with(|s| s.logins += 1);
+    }
+
+    pub fn pairing(&self) {
+        self.with(|s| s.pairings += 1);
+    }
+
+    pub fn connection(&self) {
+        self.with(|s| s.connections += 1);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn reset(&self) {
+        self.with(|s| *s = StatsSnapshot::default());
+    }
+}

@@ -1,0 +1,258 @@
+//! The simulated WhatsApp world: accounts (phone number, LID, names, keys), their linked
+//! companion devices, block lists, and groups and communities.
+//!
+//! One mutex guards it all; every critical section is short and never held across an await.
+//! Lookups are by map key, so no stanza costs time proportional to the world's size.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use wacore::libsignal::protocol::KeyPair;
+use wacore_binary::Node;
+
+/// Something to deliver to a live connection.
+#[derive(Debug)]
+pub enum Outbound {
+    Node(Node),
+    /// Send this `stream:error` node, then close the connection.
+    StreamError(Node),
+    /// Close without a word (a dropped connection).
+    Drop,
+}
+
+/// A live connection, as the rest of the server reaches it.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub tx: mpsc::Sender<Outbound>,
+}
+
+impl ConnHandle {
+    /// Queues something for the connection; a connection that cannot keep up is dropped.
+    pub fn send(&self, outbound: Outbound) -> bool {
+        self.tx.try_send(outbound).is_ok()
+    }
+}
+
+/// A companion device linked to an account (what WhatsApp Web is to a phone).
+#[derive(Debug, Clone)]
+pub struct Companion {
+    pub device: u16,
+    pub noise_pub: [u8; 32],
+    pub identity_pub: [u8; 32],
+    pub registration_id: u32,
+    pub key_index: u32,
+    pub platform: String,
+    /// One-time pre-keys uploaded by the companion, by id.
+    pub prekeys: BTreeMap<u32, Vec<u8>>,
+    /// The signed pre-key: id, public key, signature.
+    pub signed_prekey: Option<(u32, Vec<u8>, Vec<u8>)>,
+    /// The companion's ADVSignedDeviceIdentity, as it signed it at pairing.
+    pub signed_identity: Vec<u8>,
+}
+
+/// A WhatsApp account: the phone and everything it owns.
+pub struct Account {
+    pub phone: String,
+    pub lid: String,
+    pub push_name: Option<String>,
+    pub business_name: Option<String>,
+    pub status: Option<String>,
+    /// The account's identity key: signs device identities (ADV) and is the phone's Signal
+    /// identity.
+    pub identity: KeyPair,
+    pub raw_id: u32,
+    pub companions: BTreeMap<u16, Companion>,
+    pub next_device: u16,
+    pub next_key_index: u32,
+    /// Blocked users, as the JIDs WhatsApp stores (LID JIDs), in the order they were blocked.
+    pub blocklist: Vec<String>,
+    pub blocklist_dhash: String,
+}
+
+impl Account {
+    pub fn jid(&self) -> String {
+        format!("{}@s.whatsapp.net", self.phone)
+    }
+
+    pub fn lid_jid(&self) -> String {
+        format!("{}@lid", self.lid)
+    }
+
+    /// Recomputes the block-list hash after a change.
+    pub fn rehash_blocklist(&mut self) {
+        self.blocklist_dhash = blocklist_dhash(&self.blocklist);
+    }
+}
+
+/// WhatsApp's block-list hash is opaque to clients; any value that changes with the list works.
+pub fn blocklist_dhash(items: &[String]) -> String {
+    let mut sorted: Vec<&String> = items.iter().collect();
+    sorted.sort();
+    let mut hasher = Sha256::new();
+    for item in sorted {
+        hasher.update(item.as_bytes());
+        hasher.update([0u8]);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("2:{hex}")
+}
+
+/// A member's standing in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Member,
+    Admin,
+    SuperAdmin,
+}
+
+impl Role {
+    pub fn attr(self) -> Option<&'static str> {
+        match self {
+            Role::Member => None,
+            Role::Admin => Some("admin"),
+            Role::SuperAdmin => Some("superadmin"),
+        }
+    }
+
+    pub fn is_admin(self) -> bool {
+        !matches!(self, Role::Member)
+    }
+}
+
+/// A group, a community (parent group) or a community's announcement group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The user part of `<id>@g.us`.
+    pub id: String,
+    pub subject: String,
+    pub subject_time: u64,
+    pub description: Option<String>,
+    pub description_id: Option<String>,
+    /// Phone number of the creator.
+    pub owner: String,
+    pub creation: u64,
+    /// Members by phone number.
+    pub participants: BTreeMap<String, Role>,
+    pub announce: bool,
+    pub locked: bool,
+    pub join_approval: bool,
+    pub member_add_mode_admins: bool,
+    /// A community (parent group).
+    pub is_parent: bool,
+    /// The community this group is linked to.
+    pub parent: Option<String>,
+    /// The announcement group of its community.
+    pub is_default_sub: bool,
+    /// For a community: its linked groups (announcement group included).
+    pub linked: BTreeSet<String>,
+    pub deactivated: bool,
+}
+
+impl Group {
+    pub fn jid(&self) -> String {
+        format!("{}@g.us", self.id)
+    }
+}
+
+/// A companion waiting for a phone to approve it (QR or pairing code).
+#[derive(Debug, Clone)]
+pub struct PendingPairing {
+    pub conn: ConnHandle,
+    pub noise_pub: [u8; 32],
+    pub identity_pub: [u8; 32],
+    pub registration_id: u32,
+    pub platform: String,
+    /// For pairing codes: the number the code was asked for, and the companion's ephemeral
+    /// key material needed to finish.
+    pub code_phone: Option<String>,
+    pub code_material: Option<crate::pairing::CodeMaterial>,
+}
+
+/// A pair-success the server sent and is waiting to see signed.
+#[derive(Debug, Clone)]
+pub struct AwaitingSign {
+    pub phone: String,
+    pub companion: Companion,
+    pub conn: ConnHandle,
+    pub done: Option<std::sync::Arc<tokio::sync::Notify>>,
+}
+
+#[derive(Default)]
+pub struct WorldState {
+    pub accounts: HashMap<String, Account>,
+    /// LID -> phone number.
+    pub lids: HashMap<String, String>,
+    pub groups: HashMap<String, Group>,
+    /// Pairing refs offered to companions (the QR codes), by ref.
+    pub pending_qr: HashMap<String, PendingPairing>,
+    /// Pairing codes offered, by code (8 characters, no dash).
+    pub pending_codes: HashMap<String, PendingPairing>,
+    /// pair-success IQ ids awaiting the companion's signature.
+    pub awaiting_sign: HashMap<String, AwaitingSign>,
+    /// Live companion connections, by (phone, device).
+    pub sessions: HashMap<(String, u16), ConnHandle>,
+    pub next_lid: u64,
+    pub next_group: u64,
+}
+
+impl WorldState {
+    pub fn account(&self, phone: &str) -> Option<&Account> {
+        self.accounts.get(phone)
+    }
+
+    pub fn account_mut(&mut self, phone: &str) -> Option<&mut Account> {
+        self.accounts.get_mut(phone)
+    }
+
+    /// The phone number of a user JID or bare user part, whether PN or LID.
+    pub fn phone_of(&self, user: &str, server: &str) -> Option<String> {
+        match server {
+            "lid" => self.lids.get(user).cloned(),
+            _ => self.accounts.contains_key(user).then(|| user.to_owned()),
+        }
+    }
+
+    pub fn allocate_lid(&mut self) -> String {
+        loop {
+            self.next_lid += 1;
+            let lid = format!("{}", 100_000_000_000_000u64 + self.next_lid * 7919);
+            if !self.lids.contains_key(&lid) {
+                return lid;
+            }
+        }
+    }
+
+    pub fn allocate_group_id(&mut self) -> String {
+        self.next_group += 1;
+        format!("{}", 120_363_000_000_000_000u64 + self.next_group * 104_729)
+    }
+
+    /// Live connections of an account's companions.
+    pub fn companion_sessions(&self, phone: &str) -> Vec<ConnHandle> {
+        self.sessions
+            .iter()
+            .filter(|((p, _), _)| p == phone)
+            .map(|(_, handle)| handle.clone())
+            .collect()
+    }
+}
+
+/// The world, shared by every connection and the control API.
+#[derive(Default)]
+pub struct World {
+    state: Mutex<WorldState>,
+}
+
+impl World {
+    pub fn lock(&self) -> MutexGuard<'_, WorldState> {
+        // A panic while holding the lock leaves the state as it was at the panic; serving it is
+        // better than taking every connection down.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
