@@ -158,9 +158,10 @@ impl Session {
                     .build(),
             ));
         }
+        let push_name = world.account(&phone).and_then(|a| a.push_name.clone());
         drop(world);
         self.sim.stats.login();
-        self.login = Some((phone, device));
+        self.login = Some((phone.clone(), device));
         let now = now_secs();
         self.send(
             NodeBuilder::new("success")
@@ -172,6 +173,18 @@ impl Session {
                 .attr("lid", format!("{lid}:{device}@lid"))
                 .build(),
         );
+        // The account's own name reaches its companions as an account_sync notification.
+        if let Some(name) = push_name {
+            self.send(
+                NodeBuilder::new("notification")
+                    .attr("from", format!("{phone}@s.whatsapp.net"))
+                    .attr("type", "account_sync")
+                    .attr("id", self.sim.stanza_id())
+                    .attr("t", now.to_string())
+                    .attr("pushname", name)
+                    .build(),
+            );
+        }
     }
 
     /// Forgets this connection's place in the world.

@@ -41,8 +41,88 @@ async fn pairs_by_qr_and_logs_in() {
     assert_eq!(view.companions.len(), 1);
     assert!(view.companions[0].connected);
     let stats = control.stats().await.expect("stats");
-    eprintln!("STATS {stats:?}");
     assert_eq!(stats.pairings, 1);
     assert!(stats.logins >= 1);
     client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_with_stored_keys_over_ik_without_pairing_again() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    account(&control, "5511900000002", Some("Bob")).await;
+    let mut first = paired_client(&sim, "5511900000002").await;
+    let backend = first.backend.clone();
+    first.stop().await;
+    control.reset_stats().await.expect("reset");
+
+    let mut again = TestClient::start(&sim, backend).await;
+    again.wait_connected().await;
+    let stats = control.stats().await.expect("stats");
+    assert_eq!(stats.handshake_count("ik"), 1, "{stats:?}");
+    assert_eq!(stats.handshake_count("xx"), 0, "{stats:?}");
+    assert_eq!(stats.pairings, 0);
+    assert_eq!(stats.logins, 1);
+    let view = control.account("5511900000002").await.expect("account");
+    assert_eq!(view.companions.len(), 1, "no second companion was linked");
+    again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_logout_unlinks_the_companion() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    account(&control, "5511900000003", None).await;
+    let mut client = paired_client(&sim, "5511900000003").await;
+    client.client.logout().await;
+    let view = control.account("5511900000003").await.expect("account");
+    assert!(view.companions.is_empty(), "{view:?}");
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_side_unlink_logs_the_companion_out() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    account(&control, "5511900000004", None).await;
+    let mut client = paired_client(&sim, "5511900000004").await;
+    control.unlink("5511900000004", 1).await.expect("unlinked");
+    client
+        .wait_for("LoggedOut", |e| {
+            matches!(e, Event::LoggedOut(_)).then_some(())
+        })
+        .await;
+    // Its keys no longer log in: a new connection with them is refused.
+    let backend = client.backend.clone();
+    client.stop().await;
+    let mut stale = TestClient::start(&sim, backend).await;
+    stale
+        .wait_for("LoggedOut on login", |e| {
+            matches!(e, Event::LoggedOut(_)).then_some(())
+        })
+        .await;
+    stale.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_replaces_the_first() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    account(&control, "5511900000005", Some("Eve")).await;
+    let mut first = paired_client(&sim, "5511900000005").await;
+    let mut second = TestClient::start(&sim, first.backend.clone()).await;
+    first
+        .wait_for("StreamReplaced", |e| {
+            matches!(e, Event::StreamReplaced(_)).then_some(())
+        })
+        .await;
+    second.wait_connected().await;
+    let view = control.account("5511900000005").await.expect("account");
+    assert!(view.companions[0].connected);
+    second.stop().await;
+    first.stop().await;
 }
