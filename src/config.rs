@@ -109,6 +109,75 @@ pub struct ServeArgs {
     /// How long graceful shutdown waits for in-flight requests before closing them.
     #[arg(long, env = "WUTS_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    #[command(flatten)]
+    pub whatsapp: WhatsAppArgs,
+}
+
+/// How the gateway talks to WhatsApp.
+#[derive(Debug, Clone, Args)]
+pub struct WhatsAppArgs {
+    /// WhatsApp's WebSocket endpoint.
+    #[arg(long, env = "WUTS_WA_URL", default_value = WHATSAPP_WS_URL)]
+    pub wa_url: String,
+
+    /// WhatsApp Web version to announce (e.g. 2.3000.1023456789). When unset it is fetched from
+    /// WhatsApp at startup; set it when WhatsApp declares the client outdated.
+    #[arg(long, env = "WUTS_WA_VERSION", value_parser = parse_wa_version)]
+    pub wa_version: Option<(u32, u32, u32)>,
+
+    /// How long one WhatsApp request may take before the gateway answers 504.
+    #[arg(long, env = "WUTS_WA_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub wa_timeout: Duration,
+
+    /// Devices reconnecting at once when the gateway starts.
+    #[arg(long, env = "WUTS_RESTORE_CONCURRENCY", default_value_t = 32)]
+    pub restore_concurrency: usize,
+
+    /// Largest random delay before each restored device connects (spreads reconnects).
+    #[arg(long, env = "WUTS_RESTORE_JITTER", default_value = "2s", value_parser = parse_duration)]
+    pub restore_jitter: Duration,
+
+    /// Commands queued per device before requests are answered 429.
+    #[arg(long, env = "WUTS_DEVICE_QUEUE", default_value_t = 64)]
+    pub device_queue: usize,
+}
+
+/// WhatsApp Web's WebSocket endpoint.
+pub const WHATSAPP_WS_URL: &str = "wss://web.whatsapp.com/ws/chat";
+
+/// Parses `2.3000.1023456789`.
+pub fn parse_wa_version(raw: &str) -> Result<(u32, u32, u32), String> {
+    let parts: Vec<&str> = raw.trim().split('.').collect();
+    let parse = |s: &str| s.parse::<u32>().ok();
+    match parts.as_slice() {
+        [a, b, c] => match (parse(a), parse(b), parse(c)) {
+            (Some(a), Some(b), Some(c)) => Ok((a, b, c)),
+            _ => Err(format!(
+                "`{raw}` is not a version such as 2.3000.1023456789"
+            )),
+        },
+        _ => Err(format!(
+            "`{raw}` is not a version such as 2.3000.1023456789"
+        )),
+    }
+}
+
+/// Whether the URL's host is this machine.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -126,6 +195,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("auth_cache_ttl", &self.auth_cache_ttl)
             .field("auth_cache_capacity", &self.auth_cache_capacity)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("whatsapp", &self.whatsapp)
             .finish()
     }
 }
@@ -149,6 +219,13 @@ impl ServeArgs {
         }
         if self.request_timeout.is_zero() {
             return Err("WUTS_REQUEST_TIMEOUT must be greater than 0".to_owned());
+        }
+        if cfg!(feature = "insecure-test-server") && !is_loopback_url(&self.whatsapp.wa_url) {
+            return Err(format!(
+                "this build skips WhatsApp's certificate check (insecure-test-server) and only \
+                 connects to loopback; refusing WUTS_WA_URL={}",
+                self.whatsapp.wa_url
+            ));
         }
         Ok(())
     }
@@ -212,6 +289,21 @@ mod tests {
     }
 
     #[test]
+    fn versions_and_loopback_urls() {
+        assert_eq!(
+            parse_wa_version("2.3000.1023456789"),
+            Ok((2, 3000, 1_023_456_789))
+        );
+        assert!(parse_wa_version("2.3000").is_err());
+        assert!(parse_wa_version("a.b.c").is_err());
+        assert!(is_loopback_url("ws://127.0.0.1:4000/ws/chat"));
+        assert!(is_loopback_url("ws://localhost/ws/chat"));
+        assert!(is_loopback_url("ws://[::1]:80/ws/chat"));
+        assert!(!is_loopback_url("wss://web.whatsapp.com/ws/chat"));
+        assert!(!is_loopback_url("ws://10.0.0.1/ws/chat"));
+    }
+
+    #[test]
     fn passwords_are_redacted() {
         assert_eq!(
             redact_url_password("postgres://app:s3cret@db:5432/wuts"),
@@ -233,6 +325,7 @@ mod tests {
     #[test]
     fn short_master_tokens_are_refused() {
         let mut cli = Cli::try_parse_from(["wuts"]).expect("parses");
+        cli.serve.whatsapp.wa_url = "ws://127.0.0.1:1/ws/chat".to_owned();
         cli.serve.master_token = Some("short".to_owned());
         assert!(cli.serve.validate().is_err());
         cli.serve.master_token = Some("a-long-enough-master-token".to_owned());

@@ -46,6 +46,8 @@ pub fn handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// Device sessions running on this node, by status.
+pub const DEVICES: &str = "wuts_devices";
 /// Device sessions by status (updated as statuses change).
 pub const SESSIONS_BY_STATUS: &str = "wuts_sessions_status_changes_total";
 /// Clients started, by purpose (pairing or connecting).

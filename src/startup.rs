@@ -1,21 +1,67 @@
 //! Putting the gateway together: database, state, router, listener, and graceful shutdown.
 
 use std::future::Future;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 use tokio::net::TcpListener;
 
 use crate::config::ServeArgs;
 use crate::http::auth::{MasterToken, TokenCache};
 use crate::http::state::AppState;
 use crate::http::{self, HttpLimits};
+use crate::session::keys::PgKeyStore;
+use crate::session::{SessionConfig, SessionPool};
 use crate::store;
 
-/// Builds the router over an open pool.
-pub fn app(pool: PgPool, config: &ServeArgs) -> Router {
+/// The assembled gateway: its router and the device sessions behind it.
+pub struct Gateway {
+    pub router: Router,
+    pub sessions: Arc<SessionPool>,
+}
+
+/// The session settings a configuration describes.
+pub fn session_config(config: &ServeArgs) -> SessionConfig {
+    let wa = &config.whatsapp;
+    // A test build never fetches the version from WhatsApp's servers: it talks to a stand-in.
+    let version = wa.wa_version.or(if cfg!(feature = "insecure-test-server") {
+        Some(TEST_SERVER_VERSION)
+    } else {
+        None
+    });
+    SessionConfig {
+        wa_url: wa.wa_url.clone(),
+        wa_version: version,
+        wa_timeout: wa.wa_timeout,
+        qr_wait: Duration::from_secs(20),
+        connect_wait: Duration::from_secs(15),
+        restore_concurrency: wa.restore_concurrency,
+        restore_jitter: wa.restore_jitter,
+        command_queue: wa.device_queue,
+        device_os: "WUTS".to_owned(),
+    }
+}
+
+/// The WhatsApp Web version a test build announces to the stand-in.
+const TEST_SERVER_VERSION: (u32, u32, u32) = (2, 3000, 1_000_000);
+
+/// Builds the router and the session pool over an open database pool.
+pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> {
+    let lock_options =
+        PgConnectOptions::from_str(&config.database.database_url).context("DATABASE_URL")?;
+    let sessions = SessionPool::start(
+        pool.clone(),
+        session_config(config),
+        Arc::new(PgKeyStore::new(pool.clone())),
+        lock_options,
+    )
+    .await
+    .context("opening the device-ownership lock connection")?;
     let state = AppState {
         db: pool,
         auth_cache: Arc::new(TokenCache::new(
@@ -23,14 +69,16 @@ pub fn app(pool: PgPool, config: &ServeArgs) -> Router {
             config.auth_cache_capacity,
         )),
         master_token: config.master_token.as_deref().map(MasterToken::new),
+        sessions: sessions.clone(),
     };
-    http::router(
+    let router = http::router(
         state,
         HttpLimits {
             request_timeout: config.request_timeout,
             body_limit: config.body_limit,
         },
-    )
+    );
+    Ok(Gateway { router, sessions })
 }
 
 /// Opens the database (creating it if needed) and applies migrations.
@@ -62,11 +110,32 @@ pub async fn serve(
              `wuts tenant create --name NAME --email EMAIL`"
         );
     }
+    if cfg!(feature = "insecure-test-server") {
+        tracing::warn!(
+            wa_url = %config.whatsapp.wa_url,
+            "TEST BUILD: WhatsApp's certificate chain is NOT verified (insecure-test-server); \
+             only loopback WhatsApp endpoints are allowed. Never run this build in production."
+        );
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let router = app(pool.clone(), &config);
+    let gateway = build(pool.clone(), &config).await?;
+    let router = gateway.router;
+    let sessions = gateway.sessions;
     tracing::info!(listen = %config.listen, "WUTS gateway listening");
+    let restoring = sessions.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let restored = restoring.restore().await;
+        if restored > 0 {
+            tracing::info!(
+                devices = restored,
+                seconds = started.elapsed().as_secs_f64(),
+                "device sessions restored"
+            );
+        }
+    });
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -83,6 +152,7 @@ pub async fn serve(
         Ok(joined) => joined.context("server task")?.context("serving")?,
         Err(_) => tracing::warn!("in-flight requests did not finish in time; closing them"),
     }
+    sessions.shutdown(config.shutdown_timeout).await;
     pool.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,6 +1,7 @@
 //! The HTTP API: router, layers, extractors, envelope and handlers.
 
 pub mod auth;
+pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod extract;

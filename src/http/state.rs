@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use super::auth::{MasterToken, TokenCache};
+use crate::session::SessionPool;
 
 /// Shared state of the HTTP layer. Cheap to clone.
 #[derive(Clone)]
@@ -12,4 +13,5 @@ pub struct AppState {
     pub db: PgPool,
     pub auth_cache: Arc<TokenCache>,
     pub master_token: Option<MasterToken>,
+    pub sessions: Arc<SessionPool>,
 }

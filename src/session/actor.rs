@@ -151,7 +151,13 @@ impl DeviceActor {
                 let _ = reply.send(Ok(()));
             }
             Command::Logout(reply) => {
-                let result = self.logout().await;
+                let result = match self.has_credentials().await {
+                    Ok(false) if self.bot.is_none() => Err(SessionError::NotReady(
+                        "the device is not paired".to_owned(),
+                    )),
+                    Err(err) => Err(err),
+                    Ok(_) => self.logout().await,
+                };
                 let _ = reply.send(result);
             }
             Command::StartQr { refresh, reply } => {

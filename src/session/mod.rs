@@ -9,6 +9,7 @@
 pub mod actor;
 pub mod handle;
 pub(crate) mod identity;
+pub mod keys;
 pub mod ownership;
 pub mod pool;
 pub mod qr;

@@ -16,6 +16,9 @@ pub struct Device {
     pub status: String,
     pub whatsapp_jid: Option<String>,
     pub last_seen: Option<DateTime<Utc>>,
+    pub auto_connect: bool,
+    pub lid_jid: Option<String>,
+    pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -31,7 +34,7 @@ pub async fn create(
         r#"INSERT INTO devices (id, tenant_id, user_id, name) VALUES ($1, $2, $3, $4)
            RETURNING id AS "id: DeviceId", tenant_id AS "tenant_id: TenantId",
                      user_id AS "user_id: UserId", name, status, whatsapp_jid, last_seen,
-                     created_at, updated_at"#,
+                     auto_connect, lid_jid, last_error, created_at, updated_at"#,
         DeviceId::new_random() as DeviceId,
         tenant as TenantId,
         owner as UserId,
@@ -51,7 +54,7 @@ pub async fn list(
         Device,
         r#"SELECT id AS "id: DeviceId", tenant_id AS "tenant_id: TenantId",
                   user_id AS "user_id: UserId", name, status, whatsapp_jid, last_seen,
-                  created_at, updated_at
+                  auto_connect, lid_jid, last_error, created_at, updated_at
            FROM devices
            WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id = $2)
            ORDER BY created_at, id"#,
@@ -73,7 +76,7 @@ pub async fn get(
         Device,
         r#"SELECT id AS "id: DeviceId", tenant_id AS "tenant_id: TenantId",
                   user_id AS "user_id: UserId", name, status, whatsapp_jid, last_seen,
-                  created_at, updated_at
+                  auto_connect, lid_jid, last_error, created_at, updated_at
            FROM devices
            WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND id = $3"#,
         tenant as TenantId,
@@ -82,4 +85,24 @@ pub async fn get(
     )
     .fetch_optional(pool)
     .await?)
+}
+
+/// Deletes a device (its keys and contacts go with it, by cascade). `false` when there was no
+/// such device for this caller.
+pub async fn delete(
+    pool: &PgPool,
+    tenant: TenantId,
+    owner: Option<UserId>,
+    id: DeviceId,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query!(
+        r#"DELETE FROM devices
+           WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND id = $3"#,
+        tenant as TenantId,
+        owner as Option<UserId>,
+        id as DeviceId,
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }

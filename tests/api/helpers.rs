@@ -28,6 +28,8 @@ pub fn test_config(db: &TestDatabase) -> ServeArgs {
 pub struct TestApp {
     pub router: Router,
     pub db: TestDatabase,
+    pub sessions: std::sync::Arc<wuts_gateway::session::SessionPool>,
+    pub config: ServeArgs,
 }
 
 /// One answer, with its JSON body parsed (or `Value::Null` for non-JSON bodies).
@@ -185,8 +187,40 @@ impl TestApp {
         let db = TestDatabase::new().await;
         let mut config = test_config(&db);
         configure(&mut config);
-        let router = wuts_gateway::startup::app(db.pool.clone(), &config);
-        Self { router, db }
+        let gateway = wuts_gateway::startup::build(db.pool.clone(), &config)
+            .await
+            .expect("gateway builds");
+        Self {
+            router: gateway.router,
+            sessions: gateway.sessions,
+            db,
+            config,
+        }
+    }
+
+    /// A gateway talking to this wa-sim.
+    pub async fn spawn_with_sim(sim: &wa_sim::WaSim) -> Self {
+        let url = sim.ws_url().to_owned();
+        Self::spawn_with(move |config| {
+            config.whatsapp.wa_url = url;
+            config.whatsapp.restore_jitter = std::time::Duration::ZERO;
+            config.whatsapp.wa_timeout = std::time::Duration::from_secs(3);
+        })
+        .await
+    }
+
+    /// Stops every session cleanly (as on SIGTERM) and starts a new gateway on the same
+    /// database, which restores the devices that should be connected.
+    pub async fn restart(&mut self) {
+        self.sessions
+            .shutdown(std::time::Duration::from_secs(15))
+            .await;
+        let gateway = wuts_gateway::startup::build(self.db.pool.clone(), &self.config)
+            .await
+            .expect("gateway builds");
+        self.router = gateway.router;
+        self.sessions = gateway.sessions;
+        self.sessions.restore().await;
     }
 
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {
@@ -249,6 +283,45 @@ impl TestApp {
             body["user"]["id"].as_str().expect("user id").to_owned(),
             body["token"].as_str().expect("token").to_owned(),
         )
+    }
+
+    /// Polls `GET /status` until the device reaches `status`; answers the last status body.
+    pub async fn wait_status(&self, token: &str, device: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
+        loop {
+            let answer = self
+                .get(&format!("/status?device_id={device}"))
+                .token(token)
+                .send()
+                .await;
+            let data = answer.assert_status(200)["data"].clone();
+            if data["status"] == status {
+                return data;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "device {device} never reached {status}; last: {data}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Pairs a device by QR code through wa-sim's phone `phone`; answers once connected.
+    pub async fn pair(&self, sim: &wa_sim::WaSim, token: &str, device: &str, phone: &str) -> Value {
+        let answer = self
+            .get(&format!("/qr?device_id={device}"))
+            .token(token)
+            .send()
+            .await;
+        let qr = answer.assert_status(200)["data"]["qr_code"]
+            .as_str()
+            .expect("qr_code")
+            .to_owned();
+        sim.control()
+            .scan_qr(phone, &qr)
+            .await
+            .expect("phone scans the QR code");
+        self.wait_status(token, device, "connected").await
     }
 
     /// Creates a device owned by the holder of `token`; answers its id.

@@ -31,6 +31,9 @@ fn sample(schema: &Value) -> Value {
     if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
         return first.clone();
     }
+    if schema["format"] == "uuid" {
+        return json!(uuid::Uuid::new_v4().to_string());
+    }
     match schema["type"].as_str() {
         Some("boolean") => json!(true),
         Some("integer") | Some("number") => json!(1),
@@ -54,10 +57,13 @@ struct Fixture {
     app: TestApp,
     tenant: Tenant,
     other_user: String,
+    device: String,
 }
 
 fn concrete_path(fixture: &Fixture, template: &str) -> String {
-    if template.starts_with("/global/tenants/") {
+    if template.starts_with("/devices/") {
+        template.replace("{id}", &fixture.device)
+    } else if template.starts_with("/global/tenants/") {
         template.replace("{id}", &fixture.tenant.id)
     } else if template.starts_with("/users/") {
         template.replace("{id}", &fixture.other_user)
@@ -77,10 +83,12 @@ async fn every_body_route_names_what_is_wrong() {
     let (other_user, _) = app
         .create_user(&tenant.admin_token, "o@inputs.example", "user")
         .await;
+    let device = app.create_device(&tenant.admin_token, "input probe").await;
     let fixture = Fixture {
         app,
         tenant,
         other_user,
+        device,
     };
     let app = &fixture.app;
 
@@ -89,7 +97,7 @@ async fn every_body_route_names_what_is_wrong() {
         let operation = document()
             .pointer(&format!("/paths/{}/{method}", escape(template)))
             .expect("documented");
-        let Some(body_doc) = operation.get("requestBody") else {
+        let Some(body_doc) = operation.get("requestBody").map(resolved) else {
             continue;
         };
         probed_routes += 1;
@@ -165,5 +173,5 @@ async fn every_body_route_names_what_is_wrong() {
             .await
             .assert_error(413, "PAYLOAD_TOO_LARGE");
     }
-    assert!(probed_routes >= 5, "probed {probed_routes} routes");
+    assert!(probed_routes >= 9, "probed {probed_routes} routes");
 }

@@ -13,6 +13,7 @@ mod devices;
 mod helpers;
 mod input;
 mod ops;
+mod sessions;
 mod tenancy;
 mod tenants;
 mod users;

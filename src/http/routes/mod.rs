@@ -4,6 +4,7 @@
 
 mod devices;
 mod ops;
+mod sessions;
 mod tenants;
 mod users;
 
@@ -36,6 +37,15 @@ api_routes! {
     // Devices.
     "/devices" => { get: devices::list, post: devices::create },
     "/user/devices" => { get: devices::list_own },
+    "/devices/{id}" => { delete: sessions::delete_device },
+    // Device sessions.
+    "/qr" => { get: sessions::qr },
+    "/qr/status" => { get: sessions::qr_status },
+    "/paircode" => { post: sessions::paircode },
+    "/status" => { get: sessions::status },
+    "/connect" => { post: sessions::connect },
+    "/disconnect" => { post: sessions::disconnect },
+    "/logout" => { post: sessions::logout },
     // Operations.
     "/healthz" => { get: ops::healthz },
     "/readyz" => { get: ops::readyz },

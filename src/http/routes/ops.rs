@@ -34,7 +34,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Success<Health>, Ap
 }
 
 /// Prometheus text exposition.
-pub async fn metrics() -> impl IntoResponse {
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let counts = state.sessions.status_counts();
+    for status in crate::session::SessionStatus::ALL {
+        let count = counts.get(&status).copied().unwrap_or(0);
+        metrics::gauge!(crate::metrics::DEVICES, "status" => status.as_str()).set(count as f64);
+    }
     let body = crate::metrics::handle()
         .map(|handle| handle.render())
         .unwrap_or_default();

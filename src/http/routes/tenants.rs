@@ -92,6 +92,12 @@ pub async fn delete(
     State(state): State<AppState>,
     IdPath(id): IdPath<TenantId>,
 ) -> Result<Success<Message>, ApiError> {
+    // Every device of the tenant is unlinked from WhatsApp (and its keys erased) first.
+    for device in crate::store::devices::list(&state.db, id, None).await? {
+        if let Err(err) = state.sessions.delete(id, device.id).await {
+            tracing::warn!(device_id = %device.id, error = %err, "device not unlinked before deletion");
+        }
+    }
     if !tenants::delete(&state.db, id).await? {
         return Err(ApiError::not_found("tenant"));
     }

@@ -160,6 +160,12 @@ pub async fn delete(
 ) -> Result<Success<Message>, ApiError> {
     caller.require_admin()?;
     not_yourself(&caller, id, "delete")?;
+    // The user's devices go with it: unlink them from WhatsApp and erase their keys first.
+    for device in crate::store::devices::list(&state.db, caller.tenant_id, Some(id)).await? {
+        if let Err(err) = state.sessions.delete(caller.tenant_id, device.id).await {
+            tracing::warn!(device_id = %device.id, error = %err, "device not unlinked before deletion");
+        }
+    }
     if !users::delete(&state.db, caller.tenant_id, id).await? {
         return Err(ApiError::not_found("user"));
     }

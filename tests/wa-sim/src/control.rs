@@ -63,13 +63,7 @@ fn digits(phone: &str) -> String {
 }
 
 fn account_view(world: &crate::world::WorldState, account: &Account) -> AccountView {
-    let mut groups: Vec<String> = world
-        .groups
-        .values()
-        .filter(|g| g.participants.contains_key(&account.phone) && !g.deactivated)
-        .map(|g| g.jid())
-        .collect();
-    groups.sort();
+    let groups = Vec::new();
     AccountView {
         phone: account.phone.clone(),
         jid: account.jid(),
@@ -319,7 +313,6 @@ pub async fn link(
             AwaitingSign {
                 phone: phone.to_owned(),
                 companion,
-                conn: pending.conn.clone(),
                 done: Some(done.clone()),
             },
         );

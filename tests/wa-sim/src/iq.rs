@@ -13,7 +13,7 @@ use waproto::whatsapp as wa;
 
 use crate::session::Session;
 use crate::sim::now_secs;
-use crate::stanza::{attr, child, child_bytes, children, split_jid, text};
+use crate::stanza::{attr, child, child_bytes, children, split_jid};
 use crate::world::Outbound;
 
 /// How an IQ is answered.
@@ -22,10 +22,6 @@ pub enum Answer {
     Result(Vec<Node>),
     /// `type="error"` with this code.
     Error(u16),
-    /// A complete stanza (for answers whose `from` or shape differ).
-    Raw(Node),
-    /// No answer (the request is answered later, or never).
-    Nothing,
 }
 
 pub async fn answer(session: &mut Session, iq: &Node, xmlns: &str, kind: &str) -> Answer {
@@ -449,11 +445,6 @@ fn md(session: &mut Session, iq: &Node) -> Answer {
         return crate::pair_code::companion_request(session, iq, reg);
     }
     Answer::Error(501)
-}
-
-/// Text of a child, for parsers that read `<name>text</name>` shapes.
-pub fn child_text(node: &Node, tag: &str) -> Option<String> {
-    child(node, tag).and_then(text)
 }
 
 /// A `VerifiedNameCertificate` for a business name, as usync's `<verified_name>` carries it.

@@ -73,7 +73,7 @@ pub struct Established {
 /// What the responder needs next after reading a ClientHello.
 pub enum Step {
     /// Send this ServerHello, then feed the ClientFinish to [`PendingXx::finish`].
-    AwaitFinish(Vec<u8>, PendingXx),
+    AwaitFinish(Vec<u8>, Box<PendingXx>),
     /// Send this ServerHello; the handshake is complete.
     Done(Vec<u8>, Box<Established>),
 }
@@ -151,11 +151,11 @@ impl ServerIdentity {
         let encrypted_chain = noise.encrypt(&self.cert_chain)?;
         Ok(Step::AwaitFinish(
             server_hello(&ephemeral_pub, Some(encrypted_static), encrypted_chain),
-            PendingXx {
+            Box::new(PendingXx {
                 noise,
                 server_ephemeral,
                 kind,
-            },
+            }),
         ))
     }
 

@@ -125,13 +125,3 @@ pub fn verify_device_signature(
         Err(anyhow!("device signature does not verify"))
     }
 }
-
-/// Key material of a pairing-code flow, kept between the companion's request and the phone's
-/// confirmation.
-#[derive(Debug, Clone)]
-pub struct CodeMaterial {
-    /// The companion's ephemeral public key, as sent (encrypted with the code).
-    pub wrapped_ephemeral: Vec<u8>,
-    /// The companion's identity key, as sent in the request.
-    pub companion_identity_pub: [u8; 32],
-}

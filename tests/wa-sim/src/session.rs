@@ -41,11 +41,6 @@ impl Session {
         self.conn.send(Outbound::Node(node));
     }
 
-    /// The logged-in account's phone number.
-    pub fn phone(&self) -> Option<&str> {
-        self.login.as_ref().map(|(phone, _)| phone.as_str())
-    }
-
     pub async fn on_established(&mut self, payload: wa::ClientPayload, client_static: [u8; 32]) {
         if let Some(registration) = payload.device_pairing_data.as_option() {
             self.offer_pairing(registration, client_static);
@@ -87,8 +82,6 @@ impl Session {
             identity_pub,
             registration_id,
             platform,
-            code_phone: None,
-            code_material: None,
         };
         let refs: Vec<String> = (0..QR_REFS)
             .map(|_| {
@@ -246,8 +239,6 @@ impl Session {
         let reply = match answer {
             Answer::Result(content) => Some(iq_result(&id, &from, content)),
             Answer::Error(code) => Some(iq_error(&id, &from, code, stanza::error_text(code))),
-            Answer::Raw(node) => Some(node),
-            Answer::Nothing => None,
         };
         let Some(reply) = reply else { return };
         match fault.delay {

@@ -4,7 +4,7 @@
 //! One mutex guards it all; every critical section is short and never held across an await.
 //! Lookups are by map key, so no stanza costs time proportional to the world's size.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
@@ -101,63 +101,6 @@ pub fn blocklist_dhash(items: &[String]) -> String {
     format!("2:{hex}")
 }
 
-/// A member's standing in a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Member,
-    Admin,
-    SuperAdmin,
-}
-
-impl Role {
-    pub fn attr(self) -> Option<&'static str> {
-        match self {
-            Role::Member => None,
-            Role::Admin => Some("admin"),
-            Role::SuperAdmin => Some("superadmin"),
-        }
-    }
-
-    pub fn is_admin(self) -> bool {
-        !matches!(self, Role::Member)
-    }
-}
-
-/// A group, a community (parent group) or a community's announcement group.
-#[derive(Debug, Clone)]
-pub struct Group {
-    /// The user part of `<id>@g.us`.
-    pub id: String,
-    pub subject: String,
-    pub subject_time: u64,
-    pub description: Option<String>,
-    pub description_id: Option<String>,
-    /// Phone number of the creator.
-    pub owner: String,
-    pub creation: u64,
-    /// Members by phone number.
-    pub participants: BTreeMap<String, Role>,
-    pub announce: bool,
-    pub locked: bool,
-    pub join_approval: bool,
-    pub member_add_mode_admins: bool,
-    /// A community (parent group).
-    pub is_parent: bool,
-    /// The community this group is linked to.
-    pub parent: Option<String>,
-    /// The announcement group of its community.
-    pub is_default_sub: bool,
-    /// For a community: its linked groups (announcement group included).
-    pub linked: BTreeSet<String>,
-    pub deactivated: bool,
-}
-
-impl Group {
-    pub fn jid(&self) -> String {
-        format!("{}@g.us", self.id)
-    }
-}
-
 /// A companion waiting for a phone to approve it (QR or pairing code).
 #[derive(Debug, Clone)]
 pub struct PendingPairing {
@@ -166,10 +109,6 @@ pub struct PendingPairing {
     pub identity_pub: [u8; 32],
     pub registration_id: u32,
     pub platform: String,
-    /// For pairing codes: the number the code was asked for, and the companion's ephemeral
-    /// key material needed to finish.
-    pub code_phone: Option<String>,
-    pub code_material: Option<crate::pairing::CodeMaterial>,
 }
 
 /// A pair-success the server sent and is waiting to see signed.
@@ -177,7 +116,6 @@ pub struct PendingPairing {
 pub struct AwaitingSign {
     pub phone: String,
     pub companion: Companion,
-    pub conn: ConnHandle,
     pub done: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
@@ -186,7 +124,6 @@ pub struct WorldState {
     pub accounts: HashMap<String, Account>,
     /// LID -> phone number.
     pub lids: HashMap<String, String>,
-    pub groups: HashMap<String, Group>,
     /// Pairing refs offered to companions (the QR codes), by ref.
     pub pending_qr: HashMap<String, PendingPairing>,
     /// Pairing codes offered, by code (8 characters, no dash).
@@ -196,7 +133,6 @@ pub struct WorldState {
     /// Live companion connections, by (phone, device).
     pub sessions: HashMap<(String, u16), ConnHandle>,
     pub next_lid: u64,
-    pub next_group: u64,
 }
 
 impl WorldState {
@@ -224,11 +160,6 @@ impl WorldState {
                 return lid;
             }
         }
-    }
-
-    pub fn allocate_group_id(&mut self) -> String {
-        self.next_group += 1;
-        format!("{}", 120_363_000_000_000_000u64 + self.next_group * 104_729)
     }
 
     /// Live connections of an account's companions.
