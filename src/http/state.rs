@@ -14,4 +14,6 @@ pub struct AppState {
     pub auth_cache: Arc<TokenCache>,
     pub master_token: Option<MasterToken>,
     pub sessions: Arc<SessionPool>,
+    /// Group participants recently read for resolving, per device.
+    pub group_members: Arc<crate::services::contacts::GroupParticipantsCache>,
 }

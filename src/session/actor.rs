@@ -18,6 +18,7 @@ use whatsapp_rust::types::events::{Event, EventKind};
 use super::identity;
 use super::pool::SessionDeps;
 use super::state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};
+use super::whatsapp;
 use crate::domain::{DeviceId, PhoneNumber, TenantId};
 use crate::store::sessions::{self as session_store, SessionRecord};
 
@@ -62,7 +63,20 @@ const EVENTS: &[EventKind] = &[
     EventKind::PushNameUpdate,
     EventKind::ContactUpdate,
     EventKind::BusinessStatusUpdate,
+    EventKind::RawNode,
 ];
+
+/// Whether an event is worth the actor's attention. Raw stanzas are forwarded only for the
+/// block-list notifications whatsapp-rust does not surface itself.
+fn wanted(event: &Event) -> bool {
+    match event {
+        Event::RawNode(node) => {
+            let node = node.get();
+            node.tag.as_ref() == "notification" && node.get_optional_child("blocklist").is_some()
+        }
+        _ => true,
+    }
+}
 
 /// How long a clean client stop may take before it is aborted.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +88,9 @@ pub(crate) struct DeviceActor {
     pub(crate) state: Arc<watch::Sender<SessionState>>,
     pub(crate) client: watch::Sender<Option<Arc<Client>>>,
     bot: Option<BotHandle>,
+    /// Keeps raw stanzas flowing to the event handler while the client runs (block-list
+    /// notifications are read from them).
+    raw_nodes: Option<whatsapp_rust::RawNodeLease>,
     /// Bumped for every client started, so that a stopped client's late events are ignored.
     generation: u64,
     events_tx: mpsc::UnboundedSender<(u64, Arc<Event>)>,
@@ -99,6 +116,7 @@ impl DeviceActor {
             state,
             client,
             bot: None,
+            raw_nodes: None,
             generation: 0,
             events_tx,
             events_rx,
@@ -297,12 +315,20 @@ impl DeviceActor {
         Ok(())
     }
 
+    /// Erases the keys and everything learned under the account (block list, names).
     async fn erase_credentials(&self) -> Result<(), SessionError> {
         self.deps
             .keys
             .erase(self.device)
             .await
-            .map_err(SessionError::Internal)
+            .map_err(SessionError::Internal)?;
+        let db = &self.deps.db;
+        crate::store::blocklists::erase(db, self.device)
+            .await
+            .map_err(|e| SessionError::Internal(e.into()))?;
+        crate::store::identities::erase_names(db, self.device)
+            .await
+            .map_err(|e| SessionError::Internal(e.into()))
     }
 
     async fn acquire_lock(&mut self) -> Result<(), SessionError> {
@@ -351,10 +377,10 @@ impl DeviceActor {
                 wacore::store::DevicePropsOverride::new().with_os(config.device_os.clone()),
             )
             .on_event_for(EVENTS, move |event, _client| {
-                let events = events.clone();
-                async move {
+                if wanted(&event) {
                     let _ = events.send((generation, event));
                 }
+                std::future::ready(())
             });
         if let Some(version) = config.wa_version {
             builder = builder.with_version(version);
@@ -363,6 +389,7 @@ impl DeviceActor {
             .build()
             .await
             .map_err(|err| SessionError::Internal(err.into()))?;
+        self.raw_nodes = Some(bot.client().acquire_raw_node_forwarding());
         self.bot = Some(bot.spawn());
         crate::metrics::session_started(pairing);
         Ok(())
@@ -371,6 +398,7 @@ impl DeviceActor {
     /// Stops the running client cleanly (flushing its state), if any.
     async fn stop_client(&mut self) {
         self.client.send_replace(None);
+        self.raw_nodes = None;
         if let Some(bot) = self.bot.take() {
             let client = bot.client();
             if tokio::time::timeout(STOP_TIMEOUT, bot.shutdown())
@@ -476,6 +504,8 @@ impl DeviceActor {
                     r.clear_error = true;
                 })
                 .await;
+                // Changes made while the device was away are not notified: read the list.
+                self.refresh_blocklist(client);
             }
             Event::Disconnected(_) => {
                 crate::metrics::connection_event("disconnected");
@@ -547,8 +577,50 @@ impl DeviceActor {
             Event::PushNameUpdate(_) | Event::ContactUpdate(_) | Event::BusinessStatusUpdate(_) => {
                 identity::record_event(&self.deps, self.device, event).await;
             }
+            Event::RawNode(node) => {
+                let Some(change) = whatsapp::parse_blocklist_notification(node.get()) else {
+                    return;
+                };
+                let applied = match &change.changes {
+                    Some(changes) => crate::store::blocklists::apply(
+                        &self.deps.db,
+                        self.device,
+                        &change.dhash,
+                        changes,
+                    )
+                    .await
+                    .unwrap_or(false),
+                    None => false,
+                };
+                if !applied && let Some(client) = self.bot.as_ref().map(BotHandle::client) {
+                    self.refresh_blocklist(client);
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Reads the whole block list from WhatsApp into the snapshot, off the actor's loop.
+    fn refresh_blocklist(&self, client: Arc<Client>) {
+        let db = self.deps.db.clone();
+        let device = self.device;
+        let timeout = self.deps.config.wa_timeout;
+        tokio::spawn(async move {
+            match whatsapp::get_blocklist(&client, timeout).await {
+                Ok(list) => {
+                    let snapshot = crate::store::blocklists::Snapshot {
+                        dhash: list.dhash,
+                        items: list.items,
+                    };
+                    if let Err(err) = crate::store::blocklists::put(&db, device, &snapshot).await {
+                        tracing::warn!(device_id = %device, error = %err, "block-list snapshot not stored");
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(device_id = %device, error = %err, "block list not read")
+                }
+            }
+        });
     }
 
     /// Sets the status in the watch and writes it, with whatever else `patch` adds, to the

@@ -14,6 +14,7 @@ pub mod ownership;
 pub mod pool;
 pub mod qr;
 pub mod state;
+pub mod whatsapp;
 
 pub use handle::DeviceHandle;
 pub use pool::{KeyStore, SessionConfig, SessionPool};

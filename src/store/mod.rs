@@ -4,6 +4,7 @@
 //! Queries are compile-checked (`sqlx::query!`); the offline data in `.sqlx/` lets the crate build
 //! without a database (`cargo sqlx prepare` regenerates it after a query or schema change).
 
+pub mod blocklists;
 pub mod devices;
 pub mod identities;
 pub mod sessions;

@@ -16,7 +16,24 @@ fn valid_body(method: &str, path: &str, device: &str) -> Option<Value> {
         ("put", "/users/{id}") => Some(json!({"active": true})),
         ("post", "/users/{id}/promote") => Some(json!({"new_role": "user"})),
         ("post", "/paircode") => Some(json!({"phone": "5511999990000", "device_id": device})),
+        ("post", "/contacts/block") | ("post", "/contacts/unblock") => {
+            Some(json!({"jid": "5511999990000@s.whatsapp.net"}))
+        }
+        ("post", "/contacts/resolve") => {
+            Some(json!({"jids": ["5511999990000"], "device_id": device}))
+        }
+        ("post", "/contact/check") => {
+            Some(json!({"numbers": ["5511999990000"], "device_id": device}))
+        }
         _ => None,
+    }
+}
+
+/// Query parameters a route needs besides `device_id` to reach the ownership check.
+fn extra_query(template: &str) -> &'static str {
+    match template {
+        "/contacts/profile" => "&number=5511999990000",
+        _ => "",
     }
 }
 
@@ -55,7 +72,7 @@ async fn probe_all(app: &TestApp, token: &str, victim_user: &str, victim_device:
         };
         let body = valid_body(method, template, victim_device);
         if takes_device_query(&op) {
-            path = format!("{path}?device_id={victim_device}");
+            path = format!("{path}?device_id={victim_device}{}", extra_query(template));
         } else if !template.contains('{') && body.is_none() {
             continue;
         }
@@ -82,7 +99,7 @@ async fn every_route_answers_404_for_another_tenants_resource() {
     let victim_device = app.create_device(&victim.admin_token, "victim phone").await;
 
     let probed = probe_all(&app, &attacker.admin_token, &victim_user, &victim_device).await;
-    assert!(probed >= 13, "probed {probed} routes");
+    assert!(probed >= 20, "probed {probed} routes");
 
     // And nothing changed on the victim's side.
     let user = app

@@ -2,6 +2,7 @@
 //! test compares it with `openapi.yaml`, and nothing can be routed that the document does not
 //! describe.
 
+mod contacts;
 mod devices;
 mod ops;
 mod sessions;
@@ -46,6 +47,14 @@ api_routes! {
     "/connect" => { post: sessions::connect },
     "/disconnect" => { post: sessions::disconnect },
     "/logout" => { post: sessions::logout },
+    // Contacts.
+    "/contacts" => { get: contacts::list },
+    "/contacts/blocklist" => { get: contacts::blocklist },
+    "/contacts/block" => { post: contacts::block },
+    "/contacts/unblock" => { post: contacts::unblock },
+    "/contacts/resolve" => { post: contacts::resolve },
+    "/contact/check" => { post: contacts::check },
+    "/contacts/profile" => { get: contacts::profile },
     // Operations.
     "/healthz" => { get: ops::healthz },
     "/readyz" => { get: ops::readyz },

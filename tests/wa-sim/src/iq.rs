@@ -308,10 +308,16 @@ fn blocklist(session: &mut Session, iq: &Node, kind: &str) -> Answer {
     let pn_jid = attr(item, "pn_jid");
     let (user, server) = split_jid(&target);
     let mut world = session.sim.world.lock();
-    // WhatsApp now keys block lists by LID: a block names the LID and carries the phone-number
-    // JID; a phone-number-only block is refused.
+    // WhatsApp now keys block lists by LID: a block names the LID (with the phone-number JID
+    // when the client knows it); a phone-number-only block is refused.
+    if pn_jid
+        .as_deref()
+        .is_some_and(|pn| !pn.ends_with("@s.whatsapp.net"))
+    {
+        return Answer::Error(400);
+    }
     let lid = match (action.as_str(), server.as_str()) {
-        ("block", "lid") if pn_jid.is_some() => user,
+        ("block", "lid") => user,
         ("block", _) => return Answer::Error(400),
         ("unblock", "lid") => user,
         ("unblock", _) => match world.accounts.get(&user) {
