@@ -18,6 +18,10 @@ pub struct CreateAccount {
     pub business_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The account's privacy setting lets only its contacts add it to groups: a group add
+    /// answers 403 with an invite instead.
+    #[serde(default)]
+    pub restrict_group_add: bool,
 }
 
 /// Answer of `POST /accounts`.

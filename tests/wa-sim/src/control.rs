@@ -63,7 +63,7 @@ fn digits(phone: &str) -> String {
 }
 
 fn account_view(world: &crate::world::WorldState, account: &Account) -> AccountView {
-    let groups = Vec::new();
+    let groups = world.groups_of(&account.phone);
     AccountView {
         phone: account.phone.clone(),
         jid: account.jid(),
@@ -126,6 +126,7 @@ async fn create_account(
         next_key_index: 1,
         blocklist: Vec::new(),
         blocklist_dhash: crate::world::blocklist_dhash(&[]),
+        restrict_group_add: request.restrict_group_add,
     };
     let created = CreatedAccount {
         jid: account.jid(),

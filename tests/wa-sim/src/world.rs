@@ -70,6 +70,8 @@ pub struct Account {
     /// Blocked users, as the JIDs WhatsApp stores (LID JIDs), in the order they were blocked.
     pub blocklist: Vec<String>,
     pub blocklist_dhash: String,
+    /// Only admins the account knows may add it to groups (its privacy setting).
+    pub restrict_group_add: bool,
 }
 
 impl Account {
@@ -99,6 +101,70 @@ pub fn blocklist_dhash(items: &[String]) -> String {
     let digest = hasher.finalize();
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
     format!("2:{hex}")
+}
+
+/// A member's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Member,
+    Admin,
+    /// The creator: an admin nobody can demote.
+    SuperAdmin,
+}
+
+impl Role {
+    pub fn is_admin(self) -> bool {
+        self != Role::Member
+    }
+}
+
+/// A group member: an account, by phone number.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub phone: String,
+    pub role: Role,
+}
+
+/// A group, a community (parent group) or a community's sub-group. Groups address members by
+/// LID (`addressing_mode="lid"`), as WhatsApp's groups do now.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub subject: String,
+    pub subject_time: u64,
+    /// Description: (id, body).
+    pub description: Option<(String, String)>,
+    pub creator: String,
+    pub creation: u64,
+    pub members: Vec<Member>,
+    pub announce: bool,
+    pub locked: bool,
+    pub join_approval: bool,
+    /// Every member may add members (`all_member_add`), not only admins.
+    pub all_member_add: bool,
+    /// A community: a parent group whose members live in its linked groups.
+    pub is_parent: bool,
+    /// The community this group is linked to.
+    pub parent: Option<String>,
+    /// The community's announcement group (created with it, never unlinked).
+    pub default_sub_group: bool,
+    /// Linked groups of a community, in link order.
+    pub linked: Vec<String>,
+    pub deactivated: bool,
+}
+
+impl Group {
+    pub fn jid(&self) -> String {
+        format!("{}@g.us", self.id)
+    }
+
+    pub fn member(&self, phone: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.phone == phone)
+    }
+
+    pub fn is_admin(&self, phone: &str) -> bool {
+        self.member(phone).is_some_and(|m| m.role.is_admin())
+    }
 }
 
 /// A companion waiting for a phone to approve it (QR or pairing code).
@@ -133,6 +199,9 @@ pub struct WorldState {
     /// Live companion connections, by (phone, device).
     pub sessions: HashMap<(String, u16), ConnHandle>,
     pub next_lid: u64,
+    /// Groups and communities, by the user part of their JID (`120363...`).
+    pub groups: HashMap<String, Group>,
+    pub next_group: u64,
 }
 
 impl WorldState {
@@ -160,6 +229,24 @@ impl WorldState {
                 return lid;
             }
         }
+    }
+
+    /// A new group id, in the shape WhatsApp gives them (`120363` and twelve more digits).
+    pub fn allocate_group_id(&mut self) -> String {
+        self.next_group += 1;
+        format!("120363{:012}", 100_000_000 + self.next_group * 7_919)
+    }
+
+    /// The JIDs of the live groups an account is in, sorted.
+    pub fn groups_of(&self, phone: &str) -> Vec<String> {
+        let mut jids: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| !g.deactivated && g.member(phone).is_some())
+            .map(Group::jid)
+            .collect();
+        jids.sort();
+        jids
     }
 
     /// Live connections of an account's companions.

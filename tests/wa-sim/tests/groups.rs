@@ -1,0 +1,294 @@
+//! Groups and communities through a plain whatsapp-rust client: create, metadata with LIDs and
+//! phone numbers, participant changes with per-participant codes, subject, description,
+//! settings, leave; communities with their announcement group, linking, the sub-group list,
+//! linked-groups participants, removal across linked groups and deactivation.
+
+#![expect(clippy::expect_used, clippy::panic, reason = "test code")]
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use wa_sim::{CreateAccount, CreateGroup, WaSim};
+use wacore::iq::groups::{GroupCreateOptions, GroupParticipantOptions, GroupSubject};
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Jid, NodeContent};
+use whatsapp_rust::IqError;
+use whatsapp_rust::features::{CreateCommunityOptions, GroupError};
+use whatsapp_rust::request::{InfoQuery, InfoQueryType};
+
+fn pn(phone: &str) -> Jid {
+    Jid::pn(phone)
+}
+
+fn iq_code(error: &GroupError) -> Option<u16> {
+    match error {
+        GroupError::Iq(IqError::ServerError { code, .. }) => Some(*code),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_lifecycle_with_per_participant_codes() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    account(&control, "5511900000100", Some("Owner")).await;
+    let alice = account(&control, "5511900000101", Some("Alice")).await;
+    account(&control, "5511900000102", Some("Bob")).await;
+    control
+        .create_account(&CreateAccount {
+            phone: "5511900000103".to_owned(),
+            restrict_group_add: true,
+            ..Default::default()
+        })
+        .await
+        .expect("private account");
+    let client = paired_client(&sim, "5511900000100").await;
+    let groups = client.client.groups();
+
+    let created = groups
+        .create_group(
+            GroupCreateOptions::new("Team")
+                .with_participant(GroupParticipantOptions::from_phone(pn("5511900000101"))),
+        )
+        .await
+        .expect("group created")
+        .metadata;
+    assert_eq!(created.subject.as_str(), "Team");
+    assert_eq!(created.participants.len(), 2);
+    let alice_entry = created
+        .participants
+        .iter()
+        .find(|p| p.jid.user == alice.lid)
+        .expect("Alice by LID");
+    assert_eq!(
+        alice_entry
+            .phone_number
+            .as_ref()
+            .map(|j| j.user.to_string()),
+        Some("5511900000101".to_owned())
+    );
+    let jid = created.id.clone();
+
+    // Add: a new member, one already in, one with no account, one whose privacy refuses.
+    let results = groups
+        .add_participants(
+            &jid,
+            &[
+                pn("5511900000102"),
+                pn("5511900000101"),
+                pn("5511900000199"),
+                pn("5511900000103"),
+            ],
+        )
+        .await
+        .expect("add answered");
+    let errors: Vec<Option<String>> = results.iter().map(|r| r.error.clone()).collect();
+    assert_eq!(
+        errors,
+        vec![
+            None,
+            Some("409".to_owned()),
+            Some("404".to_owned()),
+            Some("403".to_owned())
+        ]
+    );
+    assert!(results[3].add_request.is_some(), "403 carries an invite");
+
+    let promoted = groups
+        .promote_participants(&jid, &[pn("5511900000102")])
+        .await
+        .expect("promote");
+    assert!(promoted[0].error.is_none());
+    let removed = groups
+        .remove_participants(&jid, &[pn("5511900000101"), pn("5511900000199")])
+        .await
+        .expect("remove");
+    assert_eq!(removed[0].error, None);
+    assert_eq!(removed[1].error.as_deref(), Some("404"));
+
+    groups
+        .set_subject(&jid, GroupSubject::new("Team 2").expect("subject"))
+        .await
+        .expect("subject");
+    groups.set_locked(&jid, true).await.expect("lock");
+    groups.set_announce(&jid, true).await.expect("announce");
+    let view = control.group(&jid.to_string()).await.expect("group view");
+    assert_eq!(view.subject, "Team 2");
+    assert!(view.locked && view.announce);
+    let bob = view
+        .participants
+        .iter()
+        .find(|p| p.phone == "5511900000102")
+        .expect("Bob");
+    assert!(bob.admin && !bob.super_admin);
+    assert!(view.participants.iter().all(|p| p.phone != "5511900000101"));
+
+    let metadata = groups.get_metadata(&jid).await.expect("metadata");
+    assert!(metadata.is_locked && metadata.is_announcement);
+    let participating = groups.get_participating().await.expect("participating");
+    assert!(participating.contains_key(&jid));
+
+    groups.leave(&jid).await.expect("leave");
+    let err = groups
+        .get_metadata(&jid)
+        .await
+        .expect_err("no longer a member");
+    assert_eq!(iq_code(&err), Some(403));
+    let gone = groups
+        .get_metadata(&"120363999999999999@g.us".parse().expect("jid"))
+        .await
+        .expect_err("no such group");
+    assert_eq!(iq_code(&gone), Some(404));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn community_lifecycle() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    account(&control, "5511900000110", Some("Owner")).await;
+    account(&control, "5511900000111", Some("Alice")).await;
+    account(&control, "5511900000112", Some("Bob")).await;
+    let client = paired_client(&sim, "5511900000110").await;
+    let community = client.client.community();
+
+    let mut options = CreateCommunityOptions::new("Neighbours");
+    options.description = Some("Street news".to_owned());
+    let parent = community
+        .create(options)
+        .await
+        .expect("community created")
+        .metadata;
+    assert!(parent.is_parent_group);
+    let parent_jid = parent.id.clone();
+    let view = control.group(&parent_jid.to_string()).await.expect("view");
+    assert!(view.is_community);
+    assert_eq!(view.description.as_deref(), Some("Street news"));
+    assert_eq!(view.linked_groups.len(), 1, "the announcement group");
+    let announcement = control
+        .group(&view.linked_groups[0])
+        .await
+        .expect("announcement group");
+    assert!(announcement.is_announcement && announcement.announce);
+
+    // A group another account made, with the owner as admin, then linked.
+    let other = control
+        .create_group(&CreateGroup {
+            owner_phone: "5511900000111".to_owned(),
+            subject: "Garden".to_owned(),
+            participants: vec!["5511900000110".to_owned()],
+            community: false,
+        })
+        .await
+        .expect("group");
+    let other_jid: Jid = other.jid.parse().expect("jid");
+    let not_admin = community
+        .link_subgroups(&parent_jid, std::slice::from_ref(&other_jid))
+        .await
+        .expect("link answered");
+    assert_eq!(not_admin.failed_groups, vec![(other_jid.clone(), 403)]);
+
+    let own = client
+        .client
+        .groups()
+        .create_group(GroupCreateOptions::new("Parking"))
+        .await
+        .expect("own group")
+        .metadata;
+    let linked = community
+        .link_subgroups(&parent_jid, &[own.id.clone()])
+        .await
+        .expect("link");
+    assert_eq!(linked.linked_jids, vec![own.id.clone()]);
+    let sub = community
+        .create_subgroup("Events", &[pn("5511900000112")], parent_jid.clone())
+        .await
+        .expect("subgroup")
+        .metadata;
+    assert_eq!(sub.parent_group_jid.as_ref(), Some(&parent_jid));
+
+    // Members: add to the community reaches the announcement group.
+    let added = client
+        .client
+        .groups()
+        .add_participants(&parent_jid, &[pn("5511900000111")])
+        .await
+        .expect("add to community");
+    assert!(added[0].error.is_none());
+    let announcement = control
+        .group(&announcement.jid)
+        .await
+        .expect("announcement group");
+    assert!(
+        announcement
+            .participants
+            .iter()
+            .any(|p| p.phone == "5511900000111")
+    );
+
+    let sub_groups = client
+        .client
+        .send_iq(InfoQuery {
+            namespace: "w:g2",
+            query_type: InfoQueryType::Get,
+            to: parent_jid.clone(),
+            target: None,
+            id: None,
+            content: Some(NodeContent::Nodes(vec![
+                NodeBuilder::new("sub_groups").build(),
+            ])),
+            timeout: Some(Duration::from_secs(10)),
+        })
+        .await
+        .expect("sub_groups")
+        .get()
+        .to_owned();
+    let listed = sub_groups
+        .get_optional_child("sub_groups")
+        .expect("<sub_groups>")
+        .get_children_by_tag("group")
+        .count();
+    assert_eq!(listed, 3, "announcement, Parking, Events");
+
+    let everyone = community
+        .get_linked_groups_participants(&parent_jid)
+        .await
+        .expect("linked participants");
+    let mut phones: Vec<String> = everyone
+        .iter()
+        .filter_map(|p| p.phone_number.as_ref().map(|j| j.user.to_string()))
+        .collect();
+    phones.sort();
+    assert_eq!(
+        phones,
+        vec!["5511900000110", "5511900000111", "5511900000112"]
+    );
+
+    let removed = community
+        .remove_participants(&parent_jid, &[pn("5511900000112")])
+        .await
+        .expect("remove across linked groups");
+    assert!(removed[0].error.is_none());
+    let events = control.group(&sub.id.to_string()).await.expect("events");
+    assert!(
+        events
+            .participants
+            .iter()
+            .all(|p| p.phone != "5511900000112")
+    );
+
+    let unlinked = community
+        .unlink_subgroups(&parent_jid, &[own.id.clone()], false)
+        .await
+        .expect("unlink");
+    assert_eq!(unlinked.unlinked_jids, vec![own.id.clone()]);
+
+    community.deactivate(&parent_jid).await.expect("deactivate");
+    let view = control.group(&parent_jid.to_string()).await.expect("view");
+    assert!(view.deactivated);
+    let events = control.group(&sub.id.to_string()).await.expect("events");
+    assert_eq!(events.parent, None, "linked groups stand alone again");
+}
