@@ -592,7 +592,8 @@ fn settings(world: &mut WorldState, phone: &str, id: &str, node: &Node) -> Answe
     }
     let info_change = matches!(node.tag.as_ref(), "subject" | "description");
     // Admins change everything; members change subject and description of an unlocked group.
-    if !is_admin && !(info_change && !group.locked) {
+    let member_may = info_change && !group.locked;
+    if !is_admin && !member_may {
         return Answer::Error(403);
     }
     match node.tag.as_ref() {
