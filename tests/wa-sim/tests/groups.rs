@@ -199,7 +199,7 @@ async fn community_lifecycle() {
         .expect("own group")
         .metadata;
     let linked = community
-        .link_subgroups(&parent_jid, &[own.id.clone()])
+        .link_subgroups(&parent_jid, std::slice::from_ref(&own.id))
         .await
         .expect("link");
     assert_eq!(linked.linked_jids, vec![own.id.clone()]);
@@ -281,7 +281,7 @@ async fn community_lifecycle() {
     );
 
     let unlinked = community
-        .unlink_subgroups(&parent_jid, &[own.id.clone()], false)
+        .unlink_subgroups(&parent_jid, std::slice::from_ref(&own.id), false)
         .await
         .expect("unlink");
     assert_eq!(unlinked.unlinked_jids, vec![own.id.clone()]);
