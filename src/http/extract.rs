@@ -200,6 +200,36 @@ where
     }
 }
 
+/// A group or community JID path parameter named `jid` (`/groups/{jid}`), `@` plain or
+/// percent-encoded. Anything but `<digits>@g.us` is `VALIDATION_ERROR` naming `jid`.
+#[derive(Debug)]
+pub struct GroupPath(pub crate::domain::GroupJid);
+
+impl<S> FromRequestParts<S> for GroupPath
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::field("jid", "must be a group JID (<digits>@g.us)"))?;
+        let raw = params
+            .iter()
+            .find(|(name, _)| *name == "jid")
+            .map(|(_, value)| value)
+            .ok_or_else(|| ApiError::field("jid", "is required"))?;
+        crate::domain::GroupJid::parse(raw)
+            .map(GroupPath)
+            .map_err(|e| {
+                ApiError::fields(vec![
+                    super::error::FieldError::new("jid", e.to_string()).with_value(raw),
+                ])
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,17 @@ impl From<whatsapp_rust::features::GroupError> for SessionError {
     }
 }
 
+impl From<whatsapp_rust::features::CommunityError> for SessionError {
+    fn from(err: whatsapp_rust::features::CommunityError) -> Self {
+        use whatsapp_rust::features::CommunityError;
+        match err {
+            CommunityError::Iq(iq) => iq.into(),
+            CommunityError::Group(group) => group.into(),
+            other => SessionError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
 /// Runs one WhatsApp call with the session's deadline, recording its latency under `kind`.
 pub async fn call<T, E>(
     kind: &'static str,

@@ -49,6 +49,7 @@ fn wrong(schema: &Value) -> Value {
     match schema["type"].as_str() {
         Some("boolean") | Some("integer") | Some("number") => json!("not-this-type"),
         Some("array") => json!("not-an-array"),
+        Some("object") => json!("not-an-object"),
         _ => json!({"not": "a string"}),
     }
 }
@@ -67,6 +68,8 @@ fn concrete_path(fixture: &Fixture, template: &str) -> String {
         template.replace("{id}", &fixture.tenant.id)
     } else if template.starts_with("/users/") {
         template.replace("{id}", &fixture.other_user)
+    } else if template.contains("{jid}") {
+        template.replace("{jid}", "120363000000000001@g.us")
     } else {
         assert!(
             !template.contains('{'),
@@ -173,5 +176,5 @@ async fn every_body_route_names_what_is_wrong() {
             .await
             .assert_error(413, "PAYLOAD_TOO_LARGE");
     }
-    assert!(probed_routes >= 9, "probed {probed_routes} routes");
+    assert!(probed_routes >= 17, "probed {probed_routes} routes");
 }

@@ -11,6 +11,7 @@ mod auth;
 mod contacts;
 mod contract;
 mod devices;
+mod groups;
 mod helpers;
 mod input;
 mod ops;

@@ -25,9 +25,23 @@ fn valid_body(method: &str, path: &str, device: &str) -> Option<Value> {
         ("post", "/contact/check") => {
             Some(json!({"numbers": ["5511999990000"], "device_id": device}))
         }
+        ("post", "/groups") | ("post", "/communities") => {
+            Some(json!({"name": "Probe", "device_id": device}))
+        }
+        ("patch", "/groups/{jid}") => Some(json!({"name": "Probe", "device_id": device})),
+        (_, "/groups/{jid}/participants")
+        | ("post" | "delete", "/communities/{jid}/participants") => {
+            Some(json!({"participants": ["5511999990000"], "device_id": device}))
+        }
+        ("post" | "delete", "/communities/{jid}/groups") => {
+            Some(json!({"group_jid": PROBE_GROUP, "device_id": device}))
+        }
         _ => None,
     }
 }
+
+/// A well-formed group JID for routes that take one.
+const PROBE_GROUP: &str = "120363000000000001@g.us";
 
 /// Query parameters a route needs besides `device_id` to reach the ownership check.
 fn extra_query(template: &str) -> &'static str {
@@ -65,6 +79,8 @@ async fn probe_all(app: &TestApp, token: &str, victim_user: &str, victim_device:
             template.replace("{id}", victim_user)
         } else if template.starts_with("/devices/") {
             template.replace("{id}", victim_device)
+        } else if template.contains("{jid}") {
+            template.replace("{jid}", PROBE_GROUP)
         } else if template.contains('{') {
             panic!("{method} {template}: add this route's resource to the tenancy probe");
         } else {
@@ -99,7 +115,7 @@ async fn every_route_answers_404_for_another_tenants_resource() {
     let victim_device = app.create_device(&victim.admin_token, "victim phone").await;
 
     let probed = probe_all(&app, &attacker.admin_token, &victim_user, &victim_device).await;
-    assert!(probed >= 20, "probed {probed} routes");
+    assert!(probed >= 38, "probed {probed} routes");
 
     // And nothing changed on the victim's side.
     let user = app

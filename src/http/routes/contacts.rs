@@ -22,7 +22,7 @@ pub const MAX_RESOLVE: usize = 160;
 pub const MAX_CHECK: usize = 500;
 
 /// The device's contacts, if its session is connected right now.
-async fn contacts<'a>(
+pub(super) async fn contacts<'a>(
     state: &'a AppState,
     caller: &AuthUser,
     device_id: Option<DeviceId>,

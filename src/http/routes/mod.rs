@@ -4,6 +4,7 @@
 
 mod contacts;
 mod devices;
+mod groups;
 mod ops;
 mod sessions;
 mod tenants;
@@ -55,6 +56,31 @@ api_routes! {
     "/contacts/resolve" => { post: contacts::resolve },
     "/contact/check" => { post: contacts::check },
     "/contacts/profile" => { get: contacts::profile },
+    // Groups.
+    "/groups" => { get: groups::list, post: groups::create },
+    "/groups/{jid}" => { get: groups::get, patch: groups::update },
+    "/groups/{jid}/participants" => {
+        post: groups::add_participants,
+        delete: groups::remove_participants,
+    },
+    "/groups/{jid}/leave" => { delete: groups::leave },
+    // Communities.
+    "/communities" => { get: groups::list_communities, post: groups::create_community },
+    "/communities/{jid}" => {
+        get: groups::get_community,
+        delete: groups::deactivate_community,
+    },
+    "/communities/{jid}/participants" => {
+        get: groups::community_participants,
+        post: groups::add_community_participants,
+        delete: groups::remove_community_participants,
+    },
+    "/communities/{jid}/groups" => {
+        get: groups::community_groups,
+        post: groups::link_groups,
+        delete: groups::unlink_groups,
+    },
+    "/communities/{jid}/leave" => { delete: groups::leave_community },
     // Operations.
     "/healthz" => { get: ops::healthz },
     "/readyz" => { get: ops::readyz },

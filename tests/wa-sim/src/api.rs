@@ -131,6 +131,8 @@ pub struct GroupView {
     pub announce: bool,
     pub locked: bool,
     pub join_approval: bool,
+    /// Every member may add members (`all_member_add`), not only admins (`admin_add`).
+    pub all_member_add: bool,
     pub deactivated: bool,
     pub linked_groups: Vec<String>,
     pub participants: Vec<MemberView>,

@@ -785,6 +785,7 @@ fn view(world: &WorldState, group: &Group) -> GroupView {
         announce: group.announce,
         locked: group.locked,
         join_approval: group.join_approval,
+        all_member_add: group.all_member_add,
         deactivated: group.deactivated,
         linked_groups: group.linked.iter().map(|l| format!("{l}@g.us")).collect(),
         participants: group

@@ -1,0 +1,596 @@
+//! Groups and communities routes. Every one needs the device connected (`409 DEVICE_NOT_READY`
+//! at once otherwise). Participants are numbers, PN JIDs or LIDs, at most
+//! [`MAX_PARTICIPANTS`] per call; a batch where some fail is a 200 with each item's outcome.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ContactId, DeviceId, GroupJid};
+use crate::http::auth::AuthUser;
+use crate::http::device::DeviceQuery;
+use crate::http::envelope::Success;
+use crate::http::error::{ApiError, FieldError};
+use crate::http::extract::{GroupPath, Json, Query};
+use crate::http::state::AppState;
+use crate::services::groups::{
+    Action, ChangeResult, CommunityView, GroupChanges, GroupView, Groups, LinkFailure, LinkedGroup,
+    MAX_LINK, MAX_PARTICIPANTS, NewGroup, ParticipantView,
+};
+use whatsapp_rust::features::MemberAddMode;
+
+use super::contacts::contacts;
+
+async fn groups<'a>(
+    state: &'a AppState,
+    caller: &AuthUser,
+    device_id: Option<DeviceId>,
+) -> Result<Groups<'a>, ApiError> {
+    Ok(Groups {
+        contacts: contacts(state, caller, device_id).await?,
+    })
+}
+
+/// Parses a participant list: 1 to 256 identifiers (0 allowed where `allow_empty`), each
+/// named by its index when invalid.
+fn parse_participants(raw: &[String], allow_empty: bool) -> Result<Vec<ContactId>, ApiError> {
+    if (raw.is_empty() && !allow_empty) || raw.len() > MAX_PARTICIPANTS {
+        let low = if allow_empty { 0 } else { 1 };
+        return Err(ApiError::fields(vec![
+            FieldError::new(
+                "participants",
+                format!("give {low} to {MAX_PARTICIPANTS} participants"),
+            )
+            .with_value(raw.len()),
+        ]));
+    }
+    let mut parsed = Vec::with_capacity(raw.len());
+    let mut invalid = Vec::new();
+    for (index, item) in raw.iter().enumerate() {
+        match ContactId::parse(item) {
+            Ok(id) => parsed.push(id),
+            Err(e) => invalid.push(
+                FieldError::new(format!("participants[{index}]"), e.to_string())
+                    .with_value(item.clone()),
+            ),
+        }
+    }
+    if invalid.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(ApiError::fields(invalid))
+    }
+}
+
+fn parse_group(field: &str, raw: &str) -> Result<GroupJid, ApiError> {
+    GroupJid::parse(raw)
+        .map_err(|e| ApiError::fields(vec![FieldError::new(field, e.to_string()).with_value(raw)]))
+}
+
+// --- groups -------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+pub struct GroupListView {
+    count: usize,
+    groups: Vec<GroupView>,
+}
+
+pub async fn list(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Success<GroupListView>, ApiError> {
+    let groups = groups(&state, &caller, query.device_id)
+        .await?
+        .list()
+        .await?;
+    Ok(Success::ok(GroupListView {
+        count: groups.len(),
+        groups,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupOptions {
+    #[serde(default)]
+    announcement: Option<bool>,
+    #[serde(default)]
+    locked: Option<bool>,
+    #[serde(default)]
+    join_approval: Option<bool>,
+    #[serde(default)]
+    community: Option<bool>,
+    #[serde(default)]
+    parent_jid: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CreateGroupRequest {
+    name: String,
+    #[serde(default)]
+    participants: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    options: Option<GroupOptions>,
+    #[serde(default)]
+    device_id: Option<DeviceId>,
+}
+
+#[derive(Serialize)]
+pub struct GroupCreatedView {
+    group: GroupView,
+    participants: Vec<ChangeResult>,
+}
+
+pub async fn create(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Query(query): Query<DeviceQuery>,
+    Json(body): Json<CreateGroupRequest>,
+) -> Result<Success<GroupCreatedView>, ApiError> {
+    let participants = parse_participants(&body.participants, true)?;
+    let options = body.options.unwrap_or_default();
+    let parent = options
+        .parent_jid
+        .as_deref()
+        .map(|p| parse_group("options.parent_jid", p))
+        .transpose()?;
+    let community = options.community.unwrap_or(false);
+    if community && parent.is_some() {
+        return Err(ApiError::field(
+            "options.parent_jid",
+            "a community cannot be created inside another community",
+        ));
+    }
+    let name = body.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(ApiError::field("name", "must not be empty"));
+    }
+    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let (group, participants) = groups
+        .create(NewGroup {
+            name,
+            description: body.description,
+            participants,
+            announce: options.announcement.unwrap_or(false),
+            locked: options.locked.unwrap_or(false),
+            join_approval: options.join_approval.unwrap_or(false),
+            community,
+            parent,
+        })
+        .await?;
+    Ok(Success::created(GroupCreatedView {
+        group,
+        participants,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct GroupOne {
+    group: GroupView,
+}
+
+pub async fn get(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Success<GroupOne>, ApiError> {
+    let group = groups(&state, &caller, query.device_id)
+        .await?
+        .get(&jid)
+        .await?;
+    Ok(Success::ok(GroupOne { group }))
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddMode {
+    AdminAdd,
+    AllMemberAdd,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGroupRequest {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    topic: Option<String>,
+    /// An alias of `topic`.
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    announce: Option<bool>,
+    /// An alias of `announce`.
+    #[serde(default)]
+    announcement: Option<bool>,
+    #[serde(default)]
+    locked: Option<bool>,
+    #[serde(default)]
+    join_approval: Option<bool>,
+    #[serde(default)]
+    member_add_mode: Option<AddMode>,
+    #[serde(default)]
+    device_id: Option<DeviceId>,
+}
+
+pub async fn update(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+    Json(body): Json<UpdateGroupRequest>,
+) -> Result<Success<GroupOne>, ApiError> {
+    let changes = GroupChanges {
+        name: body.name.map(|n| n.trim().to_owned()),
+        topic: body.topic.or(body.description),
+        announce: body.announce.or(body.announcement),
+        locked: body.locked,
+        join_approval: body.join_approval,
+        member_add_mode: body.member_add_mode.map(|m| match m {
+            AddMode::AdminAdd => MemberAddMode::AdminAdd,
+            AddMode::AllMemberAdd => MemberAddMode::AllMemberAdd,
+        }),
+    };
+    let nothing = changes.name.is_none()
+        && changes.topic.is_none()
+        && changes.announce.is_none()
+        && changes.locked.is_none()
+        && changes.join_approval.is_none()
+        && changes.member_add_mode.is_none();
+    if nothing {
+        return Err(ApiError::field(
+            "body",
+            "give at least one of name, topic, announce, locked, join_approval, member_add_mode",
+        ));
+    }
+    if changes.name.as_deref() == Some("") {
+        return Err(ApiError::field("name", "must not be empty"));
+    }
+    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let group = groups.update(&jid, changes).await?;
+    Ok(Success::ok(GroupOne { group }))
+}
+
+#[derive(Deserialize)]
+pub struct ParticipantsRequest {
+    participants: Vec<String>,
+    #[serde(default)]
+    action: Option<Action>,
+    #[serde(default)]
+    device_id: Option<DeviceId>,
+}
+
+#[derive(Serialize)]
+pub struct ChangeView {
+    jid: String,
+    action: &'static str,
+    participants: Vec<ChangeResult>,
+}
+
+async fn change(
+    caller: AuthUser,
+    state: AppState,
+    jid: GroupJid,
+    query: DeviceQuery,
+    body: ParticipantsRequest,
+    default: Action,
+    community: bool,
+) -> Result<Success<ChangeView>, ApiError> {
+    let participants = parse_participants(&body.participants, false)?;
+    let action = body.action.unwrap_or(default);
+    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    // Removing from a community removes from every linked group, as WhatsApp does.
+    let across_linked = community && action == Action::Remove;
+    let results = groups
+        .change_participants(&jid, action, &participants, across_linked)
+        .await?;
+    Ok(Success::ok(ChangeView {
+        jid: jid.jid(),
+        action: action.as_str(),
+        participants: results,
+    }))
+}
+
+pub async fn add_participants(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+    Json(body): Json<ParticipantsRequest>,
+) -> Result<Success<ChangeView>, ApiError> {
+    change(caller, state, jid, query, body, Action::Add, false).await
+}
+
+pub async fn remove_participants(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+    Json(body): Json<ParticipantsRequest>,
+) -> Result<Success<ChangeView>, ApiError> {
+    change(caller, state, jid, query, body, Action::Remove, false).await
+}
+
+#[derive(Serialize)]
+pub struct Done {}
+
+pub async fn leave(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Success<Done>, ApiError> {
+    groups(&state, &caller, query.device_id)
+        .await?
+        .leave(&jid, false)
+        .await?;
+    Ok(Success::ok(Done {}))
+}
+
+// --- communities --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct CreateCommunityRequest {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    participants: Vec<String>,
+    #[serde(default)]
+    device_id: Option<DeviceId>,
+}
+
+#[derive(Serialize)]
+pub struct CommunityCreatedView {
+    community: CommunityView,
+    participants: Vec<ChangeResult>,
+}
+
+pub async fn create_community(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Query(query): Query<DeviceQuery>,
+    Json(body): Json<CreateCommunityRequest>,
+) -> Result<Success<CommunityCreatedView>, ApiError> {
+    let participants = parse_participants(&body.participants, true)?;
+    let name = body.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(ApiError::field("name", "must not be empty"));
+    }
+    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let (community, participants) = groups
+        .create_community(name, body.description, participants)
+        .await?;
+    Ok(Success::ok(CommunityCreatedView {
+        community,
+        participants,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct CommunityListView {
+    count: usize,
+    communities: Vec<CommunityView>,
+}
+
+pub async fn list_communities(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Success<CommunityListView>, ApiError> {
+    let communities = groups(&state, &caller, query.device_id)
+        .await?
+        .communities()
+        .await?;
+    Ok(Success::ok(CommunityListView {
+        count: communities.len(),
+        communities,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct CommunityOne {
+    community: CommunityView,
+}
+
+pub async fn get_community(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Success<CommunityOne>, ApiError> {
+    let community = groups(&state, &caller, query.device_id)
+        .await?
+        .community(&jid)
+        .await?;
+    Ok(Success::ok(CommunityOne { community }))
+}
+
+pub async fn deactivate_community(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Success<Done>, ApiError> {
+    groups(&state, &caller, query.device_id)
+        .await?
+        .deactivate(&jid)
+        .await?;
+    Ok(Success::ok(Done {}))
+}
+
+pub async fn leave_community(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Success<Done>, ApiError> {
+    groups(&state, &caller, query.device_id)
+        .await?
+        .leave(&jid, true)
+        .await?;
+    Ok(Success::ok(Done {}))
+}
+
+pub async fn add_community_participants(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+    Json(body): Json<ParticipantsRequest>,
+) -> Result<Success<ChangeView>, ApiError> {
+    change(caller, state, jid, query, body, Action::Add, true).await
+}
+
+pub async fn remove_community_participants(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+    Json(body): Json<ParticipantsRequest>,
+) -> Result<Success<ChangeView>, ApiError> {
+    change(caller, state, jid, query, body, Action::Remove, true).await
+}
+
+#[derive(Serialize)]
+pub struct MembersView {
+    count: usize,
+    participants: Vec<ParticipantView>,
+}
+
+pub async fn community_participants(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Success<MembersView>, ApiError> {
+    let participants = groups(&state, &caller, query.device_id)
+        .await?
+        .community_participants(&jid)
+        .await?;
+    Ok(Success::ok(MembersView {
+        count: participants.len(),
+        participants,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct LinkRequest {
+    #[serde(default)]
+    group_jid: Option<String>,
+    #[serde(default)]
+    group_jids: Option<Vec<String>>,
+    #[serde(default)]
+    device_id: Option<DeviceId>,
+}
+
+fn link_targets(body: &LinkRequest) -> Result<Vec<GroupJid>, ApiError> {
+    match (&body.group_jid, &body.group_jids) {
+        (Some(_), Some(_)) => Err(ApiError::field(
+            "group_jid",
+            "give either group_jid or group_jids, not both",
+        )),
+        (None, None) => Err(ApiError::field(
+            "group_jid",
+            "a group_jid or group_jids is required",
+        )),
+        (Some(one), None) => Ok(vec![parse_group("group_jid", one)?]),
+        (None, Some(many)) => {
+            if many.is_empty() || many.len() > MAX_LINK {
+                return Err(ApiError::fields(vec![
+                    FieldError::new("group_jids", format!("give 1 to {MAX_LINK} groups"))
+                        .with_value(many.len()),
+                ]));
+            }
+            let mut parsed = Vec::with_capacity(many.len());
+            let mut invalid = Vec::new();
+            for (index, raw) in many.iter().enumerate() {
+                match GroupJid::parse(raw) {
+                    Ok(jid) => parsed.push(jid),
+                    Err(e) => invalid.push(
+                        FieldError::new(format!("group_jids[{index}]"), e.to_string())
+                            .with_value(raw.clone()),
+                    ),
+                }
+            }
+            if invalid.is_empty() {
+                Ok(parsed)
+            } else {
+                Err(ApiError::fields(invalid))
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct LinkedView {
+    jid: String,
+    linked: Vec<String>,
+    failed: Vec<LinkFailure>,
+}
+
+#[derive(Serialize)]
+pub struct UnlinkedView {
+    jid: String,
+    unlinked: Vec<String>,
+    failed: Vec<LinkFailure>,
+}
+
+pub async fn link_groups(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+    Json(body): Json<LinkRequest>,
+) -> Result<Success<LinkedView>, ApiError> {
+    let targets = link_targets(&body)?;
+    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let (linked, failed) = groups.link(&jid, &targets, true).await?;
+    Ok(Success::ok(LinkedView {
+        jid: jid.jid(),
+        linked,
+        failed,
+    }))
+}
+
+pub async fn unlink_groups(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+    Json(body): Json<LinkRequest>,
+) -> Result<Success<UnlinkedView>, ApiError> {
+    let targets = link_targets(&body)?;
+    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let (unlinked, failed) = groups.link(&jid, &targets, false).await?;
+    Ok(Success::ok(UnlinkedView {
+        jid: jid.jid(),
+        unlinked,
+        failed,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct LinkedGroupsView {
+    count: usize,
+    groups: Vec<LinkedGroup>,
+}
+
+pub async fn community_groups(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    GroupPath(jid): GroupPath,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Success<LinkedGroupsView>, ApiError> {
+    let groups = groups(&state, &caller, query.device_id)
+        .await?
+        .linked_groups(&jid)
+        .await?;
+    Ok(Success::ok(LinkedGroupsView {
+        count: groups.len(),
+        groups,
+    }))
+}
