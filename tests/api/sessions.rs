@@ -349,3 +349,56 @@ async fn whatsapp_errors_and_silence_become_502_and_504() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_by_code() {
+    let sim = WaSim::start().await.expect("wa-sim");
+    sim.control()
+        .create_account(&CreateAccount {
+            phone: "5511900001200".into(),
+            push_name: Some("Coder".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("account");
+    let app = TestApp::spawn_with_sim(&sim).await;
+    let tenant = app.register("paircode").await;
+    let device = app.create_device(&tenant.admin_token, "by code").await;
+
+    let body = json!({"phone": "+55 11 90000-1200", "device_id": device});
+    let first = app
+        .post("/paircode")
+        .token(&tenant.admin_token)
+        .json(body.clone())
+        .send()
+        .await;
+    let first = first.assert_status(200)["data"].clone();
+    let code = first["code"].as_str().expect("code").to_owned();
+    assert_eq!(code.len(), 9, "XXXX-XXXX: {code}");
+    assert_eq!(first["phone"], "5511900001200");
+    assert_eq!(first["cached"], false);
+    // Asking again while the code is valid answers the same code.
+    let again = app
+        .post("/paircode")
+        .token(&tenant.admin_token)
+        .json(body)
+        .send()
+        .await;
+    let again = again.assert_status(200)["data"].clone();
+    assert_eq!(again["code"], code.as_str());
+    assert_eq!(again["cached"], true);
+
+    sim.control()
+        .enter_code("5511900001200", &code)
+        .await
+        .expect("the phone enters the code");
+    let status = app
+        .wait_status(&tenant.admin_token, &device, "connected")
+        .await;
+    assert_eq!(status["phone_number"], "5511900001200");
+    app.get(&format!("/qr?device_id={device}"))
+        .token(&tenant.admin_token)
+        .send()
+        .await
+        .assert_error(409, "CONFLICT");
+}

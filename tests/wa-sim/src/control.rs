@@ -319,7 +319,9 @@ pub async fn link(
         );
         let conn_id = pending.conn.id;
         world.pending_qr.retain(|_, p| p.conn.id != conn_id);
-        world.pending_codes.retain(|_, p| p.conn.id != conn_id);
+        world
+            .pending_codes
+            .retain(|_, p| p.pairing.conn.id != conn_id);
         (
             iq,
             Paired {

@@ -193,7 +193,7 @@ impl Session {
         }
         let id = self.conn.id;
         world.pending_qr.retain(|_, p| p.conn.id != id);
-        world.pending_codes.retain(|_, p| p.conn.id != id);
+        world.pending_codes.retain(|_, p| p.pairing.conn.id != id);
     }
 
     pub async fn handle(&mut self, node: Node) {

@@ -177,6 +177,24 @@ pub struct PendingPairing {
     pub platform: String,
 }
 
+/// A companion that asked to be linked by code (`companion_hello`), waiting for the phone.
+pub struct PendingCode {
+    pub pairing: PendingPairing,
+    /// The pairing ref the server answered the companion with.
+    pub pairing_ref: String,
+    /// The companion's ephemeral public key, encrypted with the code (salt, iv, ciphertext).
+    pub wrapped_companion_ephemeral: Vec<u8>,
+    /// Once the phone entered the code: its ephemeral key pair, the companion's ephemeral public
+    /// key, and where to hand the ADV secret when the companion finishes.
+    pub primary: Option<PrimaryHello>,
+}
+
+pub struct PrimaryHello {
+    pub ephemeral: KeyPair,
+    pub companion_ephemeral: [u8; 32],
+    pub finished: Option<tokio::sync::oneshot::Sender<Result<[u8; 32], String>>>,
+}
+
 /// A pair-success the server sent and is waiting to see signed.
 #[derive(Debug, Clone)]
 pub struct AwaitingSign {
@@ -192,8 +210,8 @@ pub struct WorldState {
     pub lids: HashMap<String, String>,
     /// Pairing refs offered to companions (the QR codes), by ref.
     pub pending_qr: HashMap<String, PendingPairing>,
-    /// Pairing codes offered, by code (8 characters, no dash).
-    pub pending_codes: HashMap<String, PendingPairing>,
+    /// Companions waiting for a pairing code to be entered, by the phone number they named.
+    pub pending_codes: HashMap<String, PendingCode>,
     /// pair-success IQ ids awaiting the companion's signature.
     pub awaiting_sign: HashMap<String, AwaitingSign>,
     /// Live companion connections, by (phone, device).

@@ -5,8 +5,11 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use support::*;
 use wa_sim::WaSim;
+use wacore::store::in_memory::InMemoryBackend;
 use whatsapp_rust::types::events::Event;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,4 +128,44 @@ async fn a_second_connection_replaces_the_first() {
     assert!(view.companions[0].connected);
     second.stop().await;
     first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_by_code_then_log_in_again() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    account(&control, "5511900000060", Some("Coder")).await;
+    let mut client = TestClient::start(&sim, Arc::new(InMemoryBackend::new())).await;
+    client.next_qr().await;
+
+    // Nobody asked for a code for this number yet.
+    let none = control.enter_code("5511900000060", "ABCD1234").await;
+    assert!(none.is_err(), "no companion waits for a code");
+
+    let code = client
+        .client
+        .pair_with_code(wacore::pair_code::PairCodeOptions {
+            phone_number: "5511900000060".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("a pairing code");
+    assert_eq!(code.replace('-', "").len(), 8);
+    let paired = control
+        .enter_code("5511900000060", &code)
+        .await
+        .expect("the phone links the companion");
+    assert_eq!(paired.phone, "5511900000060");
+    client.wait_connected().await;
+    let view = control.account("5511900000060").await.expect("account");
+    assert_eq!(view.companions.len(), 1);
+
+    // The credentials stored by the code flow log in again (IK).
+    let backend = client.backend.clone();
+    client.stop().await;
+    let logins = control.stats().await.expect("stats").logins;
+    let mut again = TestClient::start(&sim, backend).await;
+    again.wait_connected().await;
+    assert!(control.stats().await.expect("stats").logins > logins);
 }
