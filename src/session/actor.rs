@@ -66,13 +66,18 @@ const EVENTS: &[EventKind] = &[
     EventKind::RawNode,
 ];
 
-/// Whether an event is worth the actor's attention. Raw stanzas are forwarded only for the
-/// block-list notifications whatsapp-rust does not surface itself.
+/// Whether an event is worth the actor's attention. Raw stanzas are forwarded only for what
+/// whatsapp-rust does not surface itself: block-list notifications, and the sender's push name
+/// (`notify`) on incoming messages.
 fn wanted(event: &Event) -> bool {
     match event {
         Event::RawNode(node) => {
             let node = node.get();
-            node.tag.as_ref() == "notification" && node.get_optional_child("blocklist").is_some()
+            match node.tag.as_ref() {
+                "notification" => node.get_optional_child("blocklist").is_some(),
+                "message" => node.get_attr("notify").is_some(),
+                _ => false,
+            }
         }
         _ => true,
     }
@@ -576,6 +581,16 @@ impl DeviceActor {
             }
             Event::PushNameUpdate(_) | Event::ContactUpdate(_) | Event::BusinessStatusUpdate(_) => {
                 identity::record_event(&self.deps, self.device, event).await;
+            }
+            Event::RawNode(node) if node.get().tag.as_ref() == "message" => {
+                let client = self.bot.as_ref().map(BotHandle::client);
+                identity::record_message_sender(
+                    &self.deps,
+                    self.device,
+                    client,
+                    &node.get().to_owned(),
+                )
+                .await;
             }
             Event::RawNode(node) => {
                 let Some(change) = whatsapp::parse_blocklist_notification(node.get()) else {

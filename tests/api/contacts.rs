@@ -524,3 +524,42 @@ async fn another_tenant_cannot_use_the_device() {
         .await;
     answer.assert_error(404, "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn names_appear_after_messages_carry_push_names() {
+    let s = Setup::new("5511900000450").await;
+    let dora = new_account(&s.sim, "5511900000451", Some("Dora D")).await;
+    s.sim
+        .control()
+        .send_message(&s.owner, &dora.phone)
+        .await
+        .expect("message delivered");
+
+    // The LID resolves through what the message taught, with its push name; no usync.
+    let before = s.usync_count().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let item = loop {
+        let answer = s
+            .post("/contacts/resolve", json!({"jids": [dora.lid_jid]}))
+            .await;
+        let answer = answer.assert_status(200).clone();
+        if answer["items"][0]["push_name"] == "Dora D" {
+            break answer["items"][0].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the push name never arrived: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(item["phone_number"], dora.phone);
+    assert_eq!(item["lid_jid"], dora.lid_jid);
+    assert_eq!(s.usync_count().await, before);
+
+    let named = s.app.get("/contacts").token(s.token()).send().await;
+    let named = named.assert_status(200).clone();
+    assert!(
+        named.to_string().contains("Dora D"),
+        "GET /contacts lists the pushed name: {named}"
+    );
+}

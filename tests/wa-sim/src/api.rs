@@ -74,6 +74,14 @@ pub struct BlocklistChange {
     pub jid: String,
 }
 
+/// `POST /accounts/{phone}/messages`: another account sends this account a message. Its
+/// companions receive the stanza (carrying the sender's push name in `notify`, its LID in
+/// `from` and its phone number in `sender_pn`); the content is opaque ciphertext.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncomingMessage {
+    pub from_phone: String,
+}
+
 /// `POST /pair/qr`: the phone scans this QR code.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScanQr {
@@ -247,6 +255,21 @@ impl ControlClient {
         };
         self.call(self.http.post(self.url("/pair/code")).json(&enter))
             .await
+    }
+
+    /// Another account sends `phone` a message (its companions see the sender's push name).
+    pub async fn send_message(&self, phone: &str, from_phone: &str) -> Result<(), ControlError> {
+        let message = IncomingMessage {
+            from_phone: from_phone.to_owned(),
+        };
+        let _: serde_json::Value = self
+            .call(
+                self.http
+                    .post(self.url(&format!("/accounts/{phone}/messages")))
+                    .json(&message),
+            )
+            .await?;
+        Ok(())
     }
 
     pub async fn create_group(&self, group: &CreateGroup) -> Result<GroupView, ControlError> {

@@ -29,6 +29,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/accounts", post(create_account))
         .route("/accounts/{phone}", get(get_account))
         .route("/accounts/{phone}/blocklist", post(change_blocklist))
+        .route("/accounts/{phone}/messages", post(deliver_message))
         .route(
             "/accounts/{phone}/companions/{device}",
             delete(unlink_companion),
@@ -233,6 +234,48 @@ async fn unlink_companion(
 }
 
 /// The phone scans a companion's QR code; answers once the companion is linked.
+/// A message from another account reaches every live companion of `phone`.
+async fn deliver_message(
+    State(sim): State<Arc<Sim>>,
+    Path(phone): Path<String>,
+    axum::Json(request): axum::Json<IncomingMessage>,
+) -> Result<axum::Json<serde_json::Value>, ControlError> {
+    let phone = digits(&phone);
+    let sender = digits(&request.from_phone);
+    let world = sim.world.lock();
+    if world.account(&phone).is_none() {
+        return Err(err(StatusCode::NOT_FOUND, "no such account"));
+    }
+    let from = world
+        .account(&sender)
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such sender"))?;
+    let mut node = NodeBuilder::new("message")
+        .attr("from", from.lid_jid())
+        .attr("sender_pn", from.jid())
+        .attr("addressing_mode", "lid")
+        .attr("id", format!("3EB0{:016X}", rand::random::<u64>()))
+        .attr("t", crate::sim::now_secs().to_string())
+        .attr("type", "text");
+    if let Some(name) = &from.push_name {
+        node = node.attr("notify", name.clone());
+    }
+    let ciphertext: [u8; 48] = rand::random();
+    let node = node
+        .children([NodeBuilder::new("enc")
+            .attr("v", "2")
+            .attr("type", "msg")
+            .bytes(ciphertext.to_vec())
+            .build()])
+        .build();
+    let sessions = world.companion_sessions(&phone);
+    for handle in &sessions {
+        handle.send(Outbound::Node(node.clone()));
+    }
+    Ok(axum::Json(
+        serde_json::json!({ "delivered": sessions.len() }),
+    ))
+}
+
 async fn scan_qr(
     State(sim): State<Arc<Sim>>,
     axum::Json(request): axum::Json<ScanQr>,
