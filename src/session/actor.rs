@@ -195,6 +195,8 @@ impl DeviceActor {
             }
             Command::Shutdown(done) => {
                 self.stop_client().await;
+                // Answer only once another node may take the device over.
+                self.release_lock().await;
                 let _ = done.send(());
                 return true;
             }

@@ -15,6 +15,7 @@ mod groups;
 mod helpers;
 mod input;
 mod ops;
+mod processes;
 mod sessions;
 mod tenancy;
 mod tenants;
