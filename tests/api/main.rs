@@ -8,6 +8,7 @@
 //! test), every answer checked against `openapi.yaml`. One binary, so it links once.
 
 mod auth;
+mod bench_smoke;
 mod contacts;
 mod contract;
 mod devices;

@@ -1,0 +1,22 @@
+//! `cargo bench --bench gateway`: prints the gateway's figures as one JSON object and writes
+//! them to `target/bench/gateway.json`. Parameters: `BENCH_DEVICES` (default 1000),
+//! `BENCH_SECONDS` per load phase (default 5), `BENCH_CONCURRENCY` (16),
+//! `BENCH_PAIR_CONCURRENCY` (32), `BENCH_SAMPLES` (200), `DATABASE_URL` (the server that hosts
+//! the fresh benchmark database).
+
+mod run;
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; a filter argument selects nothing here.
+    let config = run::Config::from_env(std::path::PathBuf::from(env!("CARGO_BIN_EXE_wuts")));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(run::run(config))?;
+    let text = serde_json::to_string_pretty(&report)?;
+    println!("{text}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("gateway.json"), format!("{text}\n"))?;
+    Ok(())
+}

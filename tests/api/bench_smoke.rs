@@ -1,0 +1,61 @@
+//! A small run of the gateway benchmark (`cargo bench --bench gateway`), so that it cannot rot:
+//! three devices through the real `wuts` binary and wa-sim, every figure produced.
+
+#[path = "../../benches/gateway/run.rs"]
+mod run;
+
+#[test]
+fn benchmark_helpers() {
+    assert_eq!(
+        run::with_database("postgres://postgres@127.0.0.1:5432/wuts", "b"),
+        "postgres://postgres@127.0.0.1:5432/b"
+    );
+    assert_eq!(
+        run::with_database("postgres://u:p@h/wuts?sslmode=disable", "b"),
+        "postgres://u:p@h/b?sslmode=disable"
+    );
+    assert_eq!(
+        run::with_database("postgres://h:5432", "b"),
+        "postgres://h:5432/b"
+    );
+    let samples = run::sorted((1..=100).map(f64::from).collect());
+    assert_eq!(run::percentile(&samples, 50.0), 51.0);
+    assert_eq!(run::percentile(&samples, 99.0), 99.0);
+    assert_eq!(run::percentile(&[], 50.0), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_smoke_run() {
+    let mut config = run::Config::from_env(std::path::PathBuf::from(env!("CARGO_BIN_EXE_wuts")));
+    config.devices = 3;
+    config.seconds = 0.5;
+    config.concurrency = 4;
+    config.pair_concurrency = 3;
+    config.samples = 10;
+    let report = run::run(config).await.expect("the benchmark runs");
+    let number = |key: &str| {
+        report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {report}"))
+    };
+    assert_eq!(number("devices"), 3.0);
+    assert_eq!(number("resolve160_unknown_usync_iqs"), 1.0, "{report}");
+    assert_eq!(number("restore_repairs"), 0.0, "{report}");
+    assert!(number("restore_ik_logins") >= 3.0, "{report}");
+    assert_eq!(number("load_errors"), 0.0, "{report}");
+    for key in [
+        "rss_idle_kib",
+        "rss_connected_kib",
+        "bare_rps",
+        "read_rps",
+        "read_p99_ms",
+        "resolve160_store_p50_ms",
+        "block_p50_ms",
+        "block_direct_p50_ms",
+        "block_overhead_ratio",
+        "restore_seconds",
+    ] {
+        assert!(number(key) > 0.0, "{key}: {report}");
+    }
+    assert!(report.get("rss_per_device_kib_small").is_some());
+}
