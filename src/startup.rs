@@ -71,6 +71,7 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
         master_token: config.master_token.as_deref().map(MasterToken::new),
         sessions: sessions.clone(),
         group_members: Arc::default(),
+        blocklist_views: Arc::default(),
     };
     let router = http::router(
         state,

@@ -33,6 +33,9 @@ pub struct Config {
     pub pair_concurrency: usize,
     /// Sequential samples for the latency figures (`BENCH_SAMPLES`).
     pub samples: usize,
+    /// A WAN round trip added to wa-sim's block-list answers for the second block comparison,
+    /// in milliseconds (`BENCH_WAN_MS`).
+    pub wan_ms: u64,
     /// A PostgreSQL URL whose server hosts the fresh benchmark database (`DATABASE_URL`).
     pub database_url: String,
     /// The gateway binary.
@@ -54,6 +57,7 @@ impl Config {
             concurrency: env_or("BENCH_CONCURRENCY", 16usize).max(1),
             pair_concurrency: env_or("BENCH_PAIR_CONCURRENCY", 32usize).max(1),
             samples: env_or("BENCH_SAMPLES", 200usize).max(5),
+            wan_ms: env_or("BENCH_WAN_MS", 30u64),
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/wuts".to_owned()),
             wuts,
@@ -622,6 +626,44 @@ async fn measure(
         }
     }
     let direct_block = sorted(direct_block);
+
+    // The same comparison with WhatsApp's answer arriving after a WAN round trip, as it does in
+    // production (wa-sim answers in microseconds, which no HTTP hop can match).
+    control
+        .add_fault(&wa_sim::Fault::Delay {
+            ms: config.wan_ms,
+            xmlns: Some("blocklist".into()),
+        })
+        .await
+        .map_err(|e| anyhow!("fault: {e:?}"))?;
+    let wan_rounds = 5;
+    let mut gateway_wan = Vec::with_capacity(wan_rounds * 2);
+    let mut direct_wan = Vec::with_capacity(wan_rounds * 2);
+    for _ in 0..wan_rounds {
+        for (path, block) in [("/contacts/block", true), ("/contacts/unblock", false)] {
+            let sent = Instant::now();
+            api.send(reqwest::Method::POST, path, Some(block_body.clone()))
+                .await?;
+            gateway_wan.push(sent.elapsed().as_secs_f64() * 1000.0);
+            let sent = Instant::now();
+            wuts_gateway::session::whatsapp::change_blocklist(
+                &client,
+                Duration::from_secs(10),
+                block,
+                &target_lid_jid,
+                Some(&target_jid),
+            )
+            .await
+            .map_err(|e| anyhow!("direct block: {e}"))?;
+            direct_wan.push(sent.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    control
+        .clear_faults()
+        .await
+        .map_err(|e| anyhow!("faults: {e:?}"))?;
+    let gateway_wan = sorted(gateway_wan);
+    let direct_wan = sorted(direct_wan);
     let _ = tokio::time::timeout(Duration::from_secs(10), bot.shutdown()).await;
 
     // Crash and restore: SIGKILL, a new process on the same database, every device back.
@@ -656,6 +698,7 @@ async fn measure(
         "rss_connected_small_kib": rss_small,
         "rss_per_device_kib_small": per_device(rss_small, small),
         "rss_restored_kib": rss_restored,
+        "rss_per_device_restored_kib": per_device(rss_restored, n),
         "pairing_seconds": round(pairing_seconds, 2),
         "restore_seconds": round(restore_seconds, 2),
         "restore_repairs": repairs,
@@ -673,6 +716,14 @@ async fn measure(
         "block_p50_ms": round(block_p50, 3),
         "block_direct_p50_ms": round(block_direct_p50, 3),
         "block_overhead_ratio": round(if block_direct_p50 > 0.0 { block_p50 / block_direct_p50 } else { 0.0 }, 3),
+        "block_overhead_ms": round(block_p50 - block_direct_p50, 3),
+        "block_wan_ms": config.wan_ms,
+        "block_wan_p50_ms": round(percentile(&gateway_wan, 50.0), 3),
+        "block_wan_direct_p50_ms": round(percentile(&direct_wan, 50.0), 3),
+        "block_overhead_ratio_wan": round({
+            let direct = percentile(&direct_wan, 50.0);
+            if direct > 0.0 { percentile(&gateway_wan, 50.0) / direct } else { 0.0 }
+        }, 3),
     }))
 }
 

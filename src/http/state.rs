@@ -16,4 +16,6 @@ pub struct AppState {
     pub sessions: Arc<SessionPool>,
     /// Group participants recently read for resolving, per device.
     pub group_members: Arc<crate::services::contacts::GroupParticipantsCache>,
+    /// Block lists as answered, per device, while unchanged.
+    pub blocklist_views: Arc<crate::services::contacts::BlocklistViews>,
 }

@@ -27,6 +27,74 @@ pub struct Contacts<'a> {
     pub tenant: TenantId,
     pub device: DeviceId,
     pub handle: DeviceHandle,
+    pub views: &'a BlocklistViews,
+}
+
+/// A block list as answered: its hash and each item's identity.
+pub type BlocklistView = Arc<(String, Vec<Identity>)>;
+
+/// Longest a cached block list is served without being rebuilt, whatever happened.
+const VIEW_MAX_AGE: Duration = Duration::from_secs(5);
+
+struct ViewEntry {
+    /// Bumped by every invalidation; a view built before one is not stored.
+    generation: u64,
+    view: Option<(u64, Instant, BlocklistView)>,
+}
+
+/// Block lists as answered, per device, kept while nothing changed them: the session's
+/// contacts version (block-list notifications, names it learned) is the same and this node did
+/// not change them since (block, unblock, refresh, mappings learned). Reads of the block list
+/// then cost no database round trip.
+#[derive(Default)]
+pub struct BlocklistViews {
+    entries: std::sync::Mutex<HashMap<DeviceId, ViewEntry>>,
+}
+
+impl BlocklistViews {
+    /// The current view, and the generation to store a rebuilt one under.
+    fn get(&self, device: DeviceId, version: u64) -> (Option<BlocklistView>, u64) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return (None, 0);
+        };
+        let entry = entries.entry(device).or_insert(ViewEntry {
+            generation: 0,
+            view: None,
+        });
+        let view = match &entry.view {
+            Some((v, at, view)) if *v == version && at.elapsed() < VIEW_MAX_AGE => {
+                Some(view.clone())
+            }
+            _ => None,
+        };
+        (view, entry.generation)
+    }
+
+    fn put(&self, device: DeviceId, version: u64, generation: u64, view: BlocklistView) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&device)
+            && entry.generation == generation
+        {
+            entry.view = Some((version, Instant::now(), view));
+        }
+    }
+
+    /// Forgets the device's view: something on this node changed its block list or names.
+    pub fn invalidate(&self, device: DeviceId) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&device)
+        {
+            entry.generation += 1;
+            entry.view = None;
+        }
+    }
+
+    /// Drops a device's entry altogether (its session ended).
+    pub fn forget(&self, device: DeviceId) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&device);
+        }
+    }
 }
 
 /// One user with both halves of its identity where known, and its names.
@@ -199,12 +267,23 @@ impl Contacts<'_> {
         Ok(members)
     }
 
-    /// Resolves up to 160 inputs. Answers one resolution per input, in order.
+    /// Resolves up to 160 inputs. Answers one resolution per input, in order, with names.
     pub async fn resolve(
         &self,
         inputs: &[String],
         group: Option<&GroupJid>,
         cache: &GroupParticipantsCache,
+    ) -> Result<Vec<Resolution>, ApiError> {
+        self.resolve_with(inputs, group, cache, true).await
+    }
+
+    /// [`Self::resolve`], with names only when `names`.
+    pub async fn resolve_with(
+        &self,
+        inputs: &[String],
+        group: Option<&GroupJid>,
+        cache: &GroupParticipantsCache,
+        names: bool,
     ) -> Result<Vec<Resolution>, ApiError> {
         let parsed: Vec<Result<ContactId, IdentifierError>> =
             inputs.iter().map(|raw| ContactId::parse(raw)).collect();
@@ -242,6 +321,7 @@ impl Contacts<'_> {
         if let Some(group) = group
             && (unknown_lids || unknown_phones)
         {
+            self.views.invalidate(self.device);
             for (id, phone) in self.group_members(cache, group).await?.iter() {
                 if let Some(phone) = phone {
                     if id != phone {
@@ -292,6 +372,8 @@ impl Contacts<'_> {
             if let Err(err) = identities::record_names(self.db, self.device, &names).await {
                 tracing::warn!(error = %err, "business names not stored");
             }
+            // What the usync answer taught may change how block-list items read.
+            self.views.invalidate(self.device);
         }
 
         // 4. One answer per input.
@@ -326,6 +408,9 @@ impl Contacts<'_> {
                 },
             })
             .collect();
+        if !names {
+            return Ok(resolutions);
+        }
         let mut identities: Vec<&mut Identity> = resolutions
             .iter_mut()
             .filter_map(|r| match r {
@@ -373,7 +458,12 @@ impl Contacts<'_> {
             ContactId::Lid(l) => l.jid(),
         }];
         let cache = GroupParticipantsCache::default();
-        match self.resolve(&input, None, &cache).await?.into_iter().next() {
+        match self
+            .resolve_with(&input, None, &cache, false)
+            .await?
+            .into_iter()
+            .next()
+        {
             Some(Resolution::Resolved { identity, .. }) => Ok(identity),
             Some(Resolution::Unresolved(UnresolvedReason::NotOnWhatsapp)) => Err(
                 ApiError::NotOnWhatsapp("the number has no WhatsApp account".to_owned()),
@@ -398,7 +488,7 @@ impl Contacts<'_> {
         block: bool,
     ) -> Result<(Identity, bool, blocklists::Snapshot), ApiError> {
         let client = self.client()?;
-        let mut identity = self.identify(target).await?;
+        let identity = self.identify(target).await?;
         let Some(lid_jid) = identity.lid_jid() else {
             return Err(ApiError::Device(
                 "WhatsApp did not tell this contact's LID; it cannot be blocked".to_owned(),
@@ -418,16 +508,32 @@ impl Contacts<'_> {
         blocklists::put(self.db, self.device, &snapshot)
             .await
             .map_err(store_err)?;
+        self.views.invalidate(self.device);
         let blocked = snapshot
             .items
             .iter()
             .any(|item| item == &lid_jid || pn_jid.as_deref() == Some(item.as_str()));
-        self.attach_names(&mut [&mut identity]).await?;
         Ok((identity, blocked, snapshot))
     }
 
     /// The block list with each item's identity; read from WhatsApp first when `refresh`.
-    pub async fn blocklist(&self, refresh: bool) -> Result<(String, Vec<Identity>), ApiError> {
+    /// Served from memory while nothing changed it.
+    pub async fn blocklist(&self, refresh: bool) -> Result<BlocklistView, ApiError> {
+        if refresh {
+            self.views.invalidate(self.device);
+        }
+        let version = self.handle.contacts_version();
+        let (cached, generation) = self.views.get(self.device, version);
+        if let Some(view) = cached {
+            return Ok(view);
+        }
+        let view = Arc::new(self.read_blocklist(refresh).await?);
+        self.views
+            .put(self.device, version, generation, view.clone());
+        Ok(view)
+    }
+
+    async fn read_blocklist(&self, refresh: bool) -> Result<(String, Vec<Identity>), ApiError> {
         let snapshot = match blocklists::get(self.db, self.tenant, self.device)
             .await
             .map_err(store_err)?

@@ -253,6 +253,7 @@ impl Groups<'_> {
         if pairs.is_empty() {
             return;
         }
+        self.contacts.views.invalidate(self.contacts.device);
         let Ok(client) = self.client() else { return };
         if let Err(err) = client
             .add_lid_pn_mappings(pairs, whatsapp_rust::lid_pn_cache::LearningSource::Other)

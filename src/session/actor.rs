@@ -583,6 +583,7 @@ impl DeviceActor {
             }
             Event::PushNameUpdate(_) | Event::ContactUpdate(_) | Event::BusinessStatusUpdate(_) => {
                 identity::record_event(&self.deps, self.device, event).await;
+                self.contacts_changed();
             }
             Event::RawNode(node) if node.get().tag.as_ref() == "message" => {
                 let client = self.bot.as_ref().map(BotHandle::client);
@@ -593,6 +594,7 @@ impl DeviceActor {
                     &node.get().to_owned(),
                 )
                 .await;
+                self.contacts_changed();
             }
             Event::RawNode(node) => {
                 let Some(change) = whatsapp::parse_blocklist_notification(node.get()) else {
@@ -609,7 +611,9 @@ impl DeviceActor {
                     .unwrap_or(false),
                     None => false,
                 };
-                if !applied && let Some(client) = self.bot.as_ref().map(BotHandle::client) {
+                if applied {
+                    self.contacts_changed();
+                } else if let Some(client) = self.bot.as_ref().map(BotHandle::client) {
                     self.refresh_blocklist(client);
                 }
             }
@@ -617,8 +621,14 @@ impl DeviceActor {
         }
     }
 
+    /// Tells read-side caches that the device's contacts changed.
+    fn contacts_changed(&self) {
+        self.state.send_modify(|s| s.contacts_version += 1);
+    }
+
     /// Reads the whole block list from WhatsApp into the snapshot, off the actor's loop.
     fn refresh_blocklist(&self, client: Arc<Client>) {
+        let state = self.state.clone();
         let db = self.deps.db.clone();
         let device = self.device;
         let timeout = self.deps.config.wa_timeout;
@@ -632,6 +642,7 @@ impl DeviceActor {
                     if let Err(err) = crate::store::blocklists::put(&db, device, &snapshot).await {
                         tracing::warn!(device_id = %device, error = %err, "block-list snapshot not stored");
                     }
+                    state.send_modify(|s| s.contacts_version += 1);
                 }
                 Err(err) => {
                     tracing::debug!(device_id = %device, error = %err, "block list not read")

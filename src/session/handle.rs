@@ -14,13 +14,14 @@ use whatsapp_rust::Client;
 use super::actor::{Command, Reply};
 use super::pool::{SessionConfig, shutdown_actor};
 use super::state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};
-use crate::domain::{DeviceId, PhoneNumber};
+use crate::domain::{DeviceId, PhoneNumber, TenantId};
 
 /// Slack on top of the WhatsApp timeout for commands that also stop or start a client.
 const COMMAND_SLACK: Duration = Duration::from_secs(15);
 
 #[derive(Clone)]
 pub struct DeviceHandle {
+    tenant: TenantId,
     device: DeviceId,
     commands: mpsc::Sender<Command>,
     state: watch::Receiver<SessionState>,
@@ -32,6 +33,7 @@ pub struct DeviceHandle {
 
 impl DeviceHandle {
     pub(crate) fn new(
+        tenant: TenantId,
         device: DeviceId,
         commands: mpsc::Sender<Command>,
         state: watch::Receiver<SessionState>,
@@ -39,6 +41,7 @@ impl DeviceHandle {
         config: SessionConfig,
     ) -> Self {
         Self {
+            tenant,
             device,
             commands,
             state,
@@ -56,6 +59,16 @@ impl DeviceHandle {
     /// The session's state now.
     pub fn state(&self) -> SessionState {
         self.state.borrow().clone()
+    }
+
+    /// The tenant the device belongs to.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// See [`SessionState::contacts_version`].
+    pub fn contacts_version(&self) -> u64 {
+        self.state.borrow().contacts_version
     }
 
     /// Whether the actor has stopped.
@@ -113,6 +126,16 @@ impl DeviceHandle {
         )
         .await;
         Ok(self.state.borrow().status)
+    }
+
+    /// Waits (at most `timeout`) until the session is no longer connecting.
+    pub async fn wait_settled(&self, timeout: Duration) {
+        let mut state = self.state.clone();
+        let _ = tokio::time::timeout(
+            timeout,
+            state.wait_for(|s| s.status != SessionStatus::Connecting),
+        )
+        .await;
     }
 
     pub async fn disconnect(&self) -> Result<(), SessionError> {

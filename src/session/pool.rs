@@ -18,6 +18,9 @@ use super::state::{SessionState, SessionStatus};
 use crate::domain::{DeviceId, TenantId};
 use crate::store::sessions;
 
+/// How long a restored device may take to connect before its restore slot goes to the next.
+const RESTORE_SETTLE: Duration = Duration::from_secs(15);
+
 /// Session settings (from `wuts serve`'s configuration).
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -147,6 +150,7 @@ impl SessionPool {
         let state = Arc::new(watch::Sender::new(initial));
         let (client_tx, client_rx) = watch::channel(None);
         let handle = DeviceHandle::new(
+            tenant,
             device,
             commands_tx,
             state.subscribe(),
@@ -186,8 +190,9 @@ impl SessionPool {
         result
     }
 
-    /// Connects every device that should be connected, a bounded number at a time, each after a
-    /// random delay so that a restart of many gateways does not reconnect everything at once.
+    /// Connects every device that should be connected, each after a random delay so that a
+    /// restart of many gateways does not reconnect everything at once, and a bounded number
+    /// connecting at any moment.
     pub async fn restore(self: &Arc<Self>) -> usize {
         let targets = match sessions::to_restore(&self.deps.db).await {
             Ok(targets) => targets,
@@ -208,19 +213,24 @@ impl SessionPool {
             let pool = self.clone();
             let permits = permits.clone();
             tasks.spawn(async move {
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
-                };
+                // Spread the starts first; then at most `restore_concurrency` devices are
+                // connecting at any moment (a permit is held until the device is connected or
+                // has settled otherwise).
                 if !jitter.is_zero() {
                     let millis = rand::random_range(0..=jitter.as_millis() as u64);
                     tokio::time::sleep(Duration::from_millis(millis)).await;
                 }
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
                 let handle = pool.ensure(target.tenant_id, target.device_id, || {
                     SessionState::new(SessionStatus::Connecting)
                 });
                 if let Err(err) = handle.start().await {
                     tracing::warn!(device_id = %target.device_id, error = %err, "device not restored");
+                    return;
                 }
+                handle.wait_settled(RESTORE_SETTLE).await;
             });
         }
         while tasks.join_next().await.is_some() {}

@@ -85,6 +85,9 @@ pub struct SessionState {
     pub pairing_code: Option<PairingCode>,
     /// Why the session last stopped on its own.
     pub last_error: Option<String>,
+    /// Bumped whenever the session changes what the device's contacts look like (block list,
+    /// names): read-side caches compare it to know they are current.
+    pub contacts_version: u64,
 }
 
 impl SessionState {
@@ -97,6 +100,7 @@ impl SessionState {
             qr: None,
             pairing_code: None,
             last_error: None,
+            contacts_version: 0,
         }
     }
 

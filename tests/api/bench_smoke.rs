@@ -32,6 +32,7 @@ async fn benchmark_smoke_run() {
     config.concurrency = 4;
     config.pair_concurrency = 3;
     config.samples = 10;
+    config.wan_ms = 5;
     let report = run::run(config).await.expect("the benchmark runs");
     let number = |key: &str| {
         report[key]
@@ -53,9 +54,11 @@ async fn benchmark_smoke_run() {
         "block_p50_ms",
         "block_direct_p50_ms",
         "block_overhead_ratio",
+        "block_overhead_ratio_wan",
         "restore_seconds",
     ] {
         assert!(number(key) > 0.0, "{key}: {report}");
     }
     assert!(report.get("rss_per_device_kib_small").is_some());
+    assert!(report.get("rss_per_device_restored_kib").is_some());
 }

@@ -27,6 +27,23 @@ pub(super) async fn contacts<'a>(
     caller: &AuthUser,
     device_id: Option<DeviceId>,
 ) -> Result<Contacts<'a>, ApiError> {
+    // A named device whose session runs here: no database round trip. The session knows its
+    // tenant; roles that see only their own devices take the checked path below.
+    if let Some(id) = device_id
+        && caller.role.sees_all_devices()
+        && let Some(handle) = state.sessions.get(id)
+        && !handle.is_closed()
+        && handle.tenant() == caller.tenant_id
+        && handle.client().is_ok()
+    {
+        return Ok(Contacts {
+            db: &state.db,
+            tenant: caller.tenant_id,
+            device: id,
+            handle,
+            views: &state.blocklist_views,
+        });
+    }
     let device = select_device(state, caller, device_id).await?;
     let handle = state
         .sessions
@@ -46,6 +63,7 @@ pub(super) async fn contacts<'a>(
         tenant: caller.tenant_id,
         device: device.id,
         handle,
+        views: &state.blocklist_views,
     })
 }
 
@@ -90,12 +108,13 @@ pub async fn blocklist(
     Query(query): Query<BlocklistQuery>,
 ) -> Result<Data<BlocklistView>, ApiError> {
     let contacts = contacts(&state, &caller, query.device_id).await?;
-    let (dhash, identities) = contacts.blocklist(query.refresh.unwrap_or(false)).await?;
+    let view = contacts.blocklist(query.refresh.unwrap_or(false)).await?;
+    let (dhash, identities) = &*view;
     let items: Vec<ContactView> = identities.iter().filter_map(ContactView::of).collect();
     Ok(Data(BlocklistView {
         count: items.len(),
         items,
-        dhash,
+        dhash: dhash.clone(),
     }))
 }
 

@@ -217,6 +217,7 @@ pub async fn logout(
 ) -> Result<Data<DoneView>, ApiError> {
     let device = select_device(&state, &caller, requested(body, query)).await?;
     session(&state, &device).logout().await?;
+    state.blocklist_views.forget(device.id);
     Ok(Data(DoneView {
         message: "logged out",
         device_id: device.id,
@@ -231,6 +232,7 @@ pub async fn delete_device(
 ) -> Result<crate::http::envelope::Success<Message>, ApiError> {
     let device = select_device(&state, &caller, Some(id)).await?;
     state.sessions.delete(device.tenant_id, device.id).await?;
+    state.blocklist_views.forget(device.id);
     let owner = (!caller.role.sees_all_devices()).then_some(caller.user_id);
     if !devices::delete(&state.db, caller.tenant_id, owner, device.id).await? {
         return Err(ApiError::not_found("device"));
