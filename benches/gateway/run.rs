@@ -385,6 +385,26 @@ async fn bare_client(
     }
 }
 
+/// One block or unblock straight from the bare client, as the gateway sends it.
+async fn direct_block_once(
+    client: &Arc<whatsapp_rust::Client>,
+    block: bool,
+    lid_jid: &str,
+    pn_jid: &str,
+) -> Result<f64> {
+    let sent = Instant::now();
+    wuts_gateway::session::whatsapp::change_blocklist(
+        client,
+        Duration::from_secs(10),
+        block,
+        lid_jid,
+        Some(pn_jid),
+    )
+    .await
+    .map_err(|e| anyhow!("direct block: {e}"))?;
+    Ok(sent.elapsed().as_secs_f64() * 1000.0)
+}
+
 /// Runs the benchmark; answers the figures as one JSON object.
 pub async fn run(config: Config) -> Result<Value> {
     let n = config.devices;
@@ -612,17 +632,8 @@ async fn measure(
     let mut direct_block = Vec::with_capacity(rounds * 2);
     for _ in 0..rounds {
         for block in [true, false] {
-            let sent = Instant::now();
-            wuts_gateway::session::whatsapp::change_blocklist(
-                &client,
-                Duration::from_secs(10),
-                block,
-                &target_lid_jid,
-                Some(&target_jid),
-            )
-            .await
-            .map_err(|e| anyhow!("direct block: {e}"))?;
-            direct_block.push(sent.elapsed().as_secs_f64() * 1000.0);
+            direct_block
+                .push(direct_block_once(&client, block, &target_lid_jid, &target_jid).await?);
         }
     }
     let direct_block = sorted(direct_block);
@@ -645,17 +656,7 @@ async fn measure(
             api.send(reqwest::Method::POST, path, Some(block_body.clone()))
                 .await?;
             gateway_wan.push(sent.elapsed().as_secs_f64() * 1000.0);
-            let sent = Instant::now();
-            wuts_gateway::session::whatsapp::change_blocklist(
-                &client,
-                Duration::from_secs(10),
-                block,
-                &target_lid_jid,
-                Some(&target_jid),
-            )
-            .await
-            .map_err(|e| anyhow!("direct block: {e}"))?;
-            direct_wan.push(sent.elapsed().as_secs_f64() * 1000.0);
+            direct_wan.push(direct_block_once(&client, block, &target_lid_jid, &target_jid).await?);
         }
     }
     control

@@ -200,6 +200,31 @@ where
     }
 }
 
+/// Parses every item of a list field, naming each invalid one (`participants[3]`) with its
+/// value.
+pub fn parse_items<T, E: std::fmt::Display>(
+    field: &str,
+    items: &[String],
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Vec<T>, ApiError> {
+    let mut parsed = Vec::with_capacity(items.len());
+    let mut invalid = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match parse(item) {
+            Ok(value) => parsed.push(value),
+            Err(e) => invalid.push(
+                super::error::FieldError::new(format!("{field}[{index}]"), e.to_string())
+                    .with_value(item.clone()),
+            ),
+        }
+    }
+    if invalid.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(ApiError::fields(invalid))
+    }
+}
+
 /// A group or community JID path parameter named `jid` (`/groups/{jid}`), `@` plain or
 /// percent-encoded. Anything but `<digits>@g.us` is `VALIDATION_ERROR` naming `jid`.
 #[derive(Debug)]

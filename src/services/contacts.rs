@@ -453,6 +453,19 @@ impl Contacts<'_> {
     /// The LID/PN pair of one user, from the store or one usync query; `NOT_ON_WHATSAPP` for a
     /// number without an account.
     pub async fn identify(&self, target: &ContactId) -> Result<Identity, ApiError> {
+        // The session's own LID cache first (in memory, backed by this device's key store).
+        let client = self.client()?;
+        let jid = match target {
+            ContactId::Phone(p) => Jid::pn(p.as_str()),
+            ContactId::Lid(l) => Jid::lid(l.as_str()),
+        };
+        if let Ok(Some(entry)) = client.get_lid_pn_entry(&jid).await {
+            return Ok(Identity {
+                phone: Some(entry.phone_number.to_string()),
+                lid: Some(entry.lid.to_string()),
+                names: Names::default(),
+            });
+        }
         let input = [match target {
             ContactId::Phone(p) => p.as_str().to_owned(),
             ContactId::Lid(l) => l.jid(),

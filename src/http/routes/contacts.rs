@@ -11,7 +11,7 @@ use crate::http::auth::AuthUser;
 use crate::http::device::{DeviceQuery, select_device};
 use crate::http::envelope::{Data, Success};
 use crate::http::error::{ApiError, FieldError};
-use crate::http::extract::{Json, OptionalJson, Query};
+use crate::http::extract::{Json, OptionalJson, Query, parse_items};
 use crate::http::state::AppState;
 use crate::services::contacts::{Contacts, Identity, Resolution, UnresolvedReason};
 use crate::session::SessionError;
@@ -336,19 +336,7 @@ pub async fn check(
                 .with_value(body.numbers.len()),
         ]));
     }
-    let mut numbers = Vec::with_capacity(body.numbers.len());
-    let mut invalid = Vec::new();
-    for (index, raw) in body.numbers.iter().enumerate() {
-        match PhoneNumber::parse(raw) {
-            Ok(number) => numbers.push(number),
-            Err(e) => invalid.push(
-                FieldError::new(format!("numbers[{index}]"), e.to_string()).with_value(raw.clone()),
-            ),
-        }
-    }
-    if !invalid.is_empty() {
-        return Err(ApiError::fields(invalid));
-    }
+    let numbers = parse_items("numbers", &body.numbers, PhoneNumber::parse)?;
     let contacts = contacts(&state, &caller, body.device_id).await?;
     let answer = contacts.check(&numbers).await?;
     Ok(Data(answer.into_iter().collect()))

@@ -10,7 +10,7 @@ use crate::http::auth::AuthUser;
 use crate::http::device::DeviceQuery;
 use crate::http::envelope::Success;
 use crate::http::error::{ApiError, FieldError};
-use crate::http::extract::{GroupPath, Json, Query};
+use crate::http::extract::{GroupPath, Json, Query, parse_items};
 use crate::http::state::AppState;
 use crate::services::groups::{
     Action, ChangeResult, CommunityView, GroupChanges, GroupView, Groups, LinkFailure, LinkedGroup,
@@ -43,22 +43,7 @@ fn parse_participants(raw: &[String], allow_empty: bool) -> Result<Vec<ContactId
             .with_value(raw.len()),
         ]));
     }
-    let mut parsed = Vec::with_capacity(raw.len());
-    let mut invalid = Vec::new();
-    for (index, item) in raw.iter().enumerate() {
-        match ContactId::parse(item) {
-            Ok(id) => parsed.push(id),
-            Err(e) => invalid.push(
-                FieldError::new(format!("participants[{index}]"), e.to_string())
-                    .with_value(item.clone()),
-            ),
-        }
-    }
-    if invalid.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(ApiError::fields(invalid))
-    }
+    parse_items("participants", raw, ContactId::parse)
 }
 
 fn parse_group(field: &str, raw: &str) -> Result<GroupJid, ApiError> {
@@ -505,22 +490,7 @@ fn link_targets(body: &LinkRequest) -> Result<Vec<GroupJid>, ApiError> {
                         .with_value(many.len()),
                 ]));
             }
-            let mut parsed = Vec::with_capacity(many.len());
-            let mut invalid = Vec::new();
-            for (index, raw) in many.iter().enumerate() {
-                match GroupJid::parse(raw) {
-                    Ok(jid) => parsed.push(jid),
-                    Err(e) => invalid.push(
-                        FieldError::new(format!("group_jids[{index}]"), e.to_string())
-                            .with_value(raw.clone()),
-                    ),
-                }
-            }
-            if invalid.is_empty() {
-                Ok(parsed)
-            } else {
-                Err(ApiError::fields(invalid))
-            }
+            parse_items("group_jids", many, GroupJid::parse)
         }
     }
 }

@@ -181,16 +181,23 @@ fn query(world: &WorldState, phone: &str, id: &str) -> Answer {
     Answer::Result(vec![group_node(world, group)])
 }
 
-fn sub_groups(world: &WorldState, phone: &str, id: &str) -> Answer {
-    let Some(parent) = world.groups.get(id) else {
-        return Answer::Error(404);
-    };
+/// The community `id`, when `phone` is one of its members.
+fn community_of<'a>(world: &'a WorldState, phone: &str, id: &str) -> Result<&'a Group, u16> {
+    let parent = world.groups.get(id).ok_or(404u16)?;
     if !parent.is_parent {
-        return Answer::Error(400);
+        return Err(400);
     }
     if parent.member(phone).is_none() {
-        return Answer::Error(403);
+        return Err(403);
     }
+    Ok(parent)
+}
+
+fn sub_groups(world: &WorldState, phone: &str, id: &str) -> Answer {
+    let parent = match community_of(world, phone, id) {
+        Ok(parent) => parent,
+        Err(code) => return Answer::Error(code),
+    };
     let nodes: Vec<Node> = parent
         .linked
         .iter()
@@ -210,15 +217,10 @@ fn sub_groups(world: &WorldState, phone: &str, id: &str) -> Answer {
 }
 
 fn linked_participants(world: &WorldState, phone: &str, id: &str) -> Answer {
-    let Some(parent) = world.groups.get(id) else {
-        return Answer::Error(404);
+    let parent = match community_of(world, phone, id) {
+        Ok(parent) => parent,
+        Err(code) => return Answer::Error(code),
     };
-    if !parent.is_parent {
-        return Answer::Error(400);
-    }
-    if parent.member(phone).is_none() {
-        return Answer::Error(403);
-    }
     let mut seen = std::collections::HashSet::new();
     let mut nodes = Vec::new();
     let groups =
