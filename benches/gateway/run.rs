@@ -603,6 +603,15 @@ async fn measure(
         .map_err(|e| anyhow!("stats: {e:?}"))?
         .iq_count("usync", "get");
 
+    // The floor any route pays: one sequential HTTP round trip to the bare route.
+    let mut floor = Vec::with_capacity(config.samples);
+    for _ in 0..config.samples {
+        let sent = Instant::now();
+        api.send(reqwest::Method::GET, "/healthz", None).await?;
+        floor.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    let floor = sorted(floor);
+
     // Block and unblock through the gateway, then the same IQ from a bare client.
     let rounds = (config.samples / 4).max(5);
     let block_body = json!({"jid": target_jid, "device_id": device});
@@ -718,6 +727,7 @@ async fn measure(
         "block_direct_p50_ms": round(block_direct_p50, 3),
         "block_overhead_ratio": round(if block_direct_p50 > 0.0 { block_p50 / block_direct_p50 } else { 0.0 }, 3),
         "block_overhead_ms": round(block_p50 - block_direct_p50, 3),
+        "http_floor_p50_ms": round(percentile(&floor, 50.0), 3),
         "block_wan_ms": config.wan_ms,
         "block_wan_p50_ms": round(percentile(&gateway_wan, 50.0), 3),
         "block_wan_direct_p50_ms": round(percentile(&direct_wan, 50.0), 3),
