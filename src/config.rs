@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create the database if needed, apply migrations, and exit.
     Migrate(DatabaseArgs),
     /// Tenant administration without the master token.
@@ -92,6 +92,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WUTS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// How long a client has to send a request's headers (and how long an idle keep-alive
+    /// connection stays open); slower clients are disconnected.
+    #[arg(long, env = "WUTS_HEADER_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "WUTS_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -105,6 +110,15 @@ pub struct ServeArgs {
     /// Largest number of tokens remembered at once.
     #[arg(long, env = "WUTS_AUTH_CACHE_CAPACITY", default_value_t = 10_000)]
     pub auth_cache_capacity: usize,
+
+    /// Requests per second each tenant may make (a token bucket per tenant and node); 0 turns
+    /// budgets off. A tenant's row may set its own (`rate_rps`, `rate_burst`).
+    #[arg(long, env = "WUTS_TENANT_RPS", default_value_t = 100.0)]
+    pub tenant_rps: f64,
+
+    /// Requests a tenant may make at once after a quiet spell.
+    #[arg(long, env = "WUTS_TENANT_BURST", default_value_t = 200)]
+    pub tenant_burst: u32,
 
     /// How long graceful shutdown waits for in-flight requests before closing them.
     #[arg(long, env = "WUTS_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
@@ -138,9 +152,28 @@ pub struct WhatsAppArgs {
     #[arg(long, env = "WUTS_RESTORE_JITTER", default_value = "2s", value_parser = parse_duration)]
     pub restore_jitter: Duration,
 
+    /// Largest random delay before a session whose connection dropped reconnects (on top of
+    /// WhatsApp's own 1 s backoff), so that sessions dropped together do not return together.
+    #[arg(long, env = "WUTS_RECONNECT_JITTER", default_value = "5s", value_parser = parse_duration)]
+    pub reconnect_jitter: Duration,
+
     /// Commands queued per device before requests are answered 429.
     #[arg(long, env = "WUTS_DEVICE_QUEUE", default_value_t = 64)]
     pub device_queue: usize,
+
+    /// Number checks, resolve lookups and participant changes each device may send WhatsApp per
+    /// second once its burst is spent (WhatsApp bans accounts that look up or add people too
+    /// fast); 0 turns pacing off.
+    #[arg(long, env = "WUTS_DEVICE_WA_RPS", default_value_t = 1.0)]
+    pub device_wa_rps: f64,
+
+    /// Such calls a device may send at once after a quiet spell.
+    #[arg(long, env = "WUTS_DEVICE_WA_BURST", default_value_t = 10)]
+    pub device_wa_burst: u32,
+
+    /// Such calls that may wait their turn; more are answered 429 with `Retry-After`.
+    #[arg(long, env = "WUTS_DEVICE_WA_QUEUE", default_value_t = 20)]
+    pub device_wa_queue: u32,
 }
 
 /// WhatsApp Web's WebSocket endpoint.
@@ -191,7 +224,10 @@ impl std::fmt::Debug for ServeArgs {
             )
             .field("log_format", &self.log_format)
             .field("request_timeout", &self.request_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
             .field("body_limit", &self.body_limit)
+            .field("tenant_rps", &self.tenant_rps)
+            .field("tenant_burst", &self.tenant_burst)
             .field("auth_cache_ttl", &self.auth_cache_ttl)
             .field("auth_cache_capacity", &self.auth_cache_capacity)
             .field("shutdown_timeout", &self.shutdown_timeout)
@@ -219,6 +255,15 @@ impl ServeArgs {
         }
         if self.request_timeout.is_zero() {
             return Err("WUTS_REQUEST_TIMEOUT must be greater than 0".to_owned());
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err("WUTS_HEADER_READ_TIMEOUT must be greater than 0".to_owned());
+        }
+        if !self.whatsapp.device_wa_rps.is_finite() || self.whatsapp.device_wa_rps < 0.0 {
+            return Err("WUTS_DEVICE_WA_RPS must be 0 (no pacing) or a positive number".to_owned());
+        }
+        if !self.tenant_rps.is_finite() || self.tenant_rps < 0.0 {
+            return Err("WUTS_TENANT_RPS must be 0 (no budget) or a positive number".to_owned());
         }
         if cfg!(feature = "insecure-test-server") && !is_loopback_url(&self.whatsapp.wa_url) {
             return Err(format!(

@@ -29,7 +29,7 @@ use domain::{Email, Role, TenantName};
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve).await,
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(db)) => migrate(db).await,
         Some(Command::Tenant(TenantCommand::Create(args))) => create_tenant(args).await,
     };

@@ -43,6 +43,12 @@ pub fn session_config(config: &ServeArgs) -> SessionConfig {
         restore_concurrency: wa.restore_concurrency,
         restore_jitter: wa.restore_jitter,
         command_queue: wa.device_queue,
+        reconnect_jitter: wa.reconnect_jitter,
+        pace: crate::session::pacing::Pace {
+            rate: wa.device_wa_rps,
+            burst: wa.device_wa_burst,
+            queue: wa.device_wa_queue,
+        },
         device_os: "WUTS".to_owned(),
     }
 }
@@ -71,6 +77,10 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
         master_token: config.master_token.as_deref().map(MasterToken::new),
         sessions: sessions.clone(),
         group_members: Arc::default(),
+        budgets: Arc::new(http::budget::TenantBudgets::new(
+            config.tenant_rps,
+            config.tenant_burst,
+        )),
         blocklist_views: Arc::default(),
     };
     let router = http::router(
@@ -140,18 +150,17 @@ pub async fn serve(
     });
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let limits = http::server::ConnLimits {
+        header_read_timeout: config.header_read_timeout,
+    };
+    let server = tokio::spawn(http::server::serve(listener, router, limits, async {
+        let _ = stop_rx.await;
+    }));
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(());
     match tokio::time::timeout(config.shutdown_timeout, server).await {
-        Ok(joined) => joined.context("server task")?.context("serving")?,
+        Ok(joined) => joined.context("server task")?,
         Err(_) => tracing::warn!("in-flight requests did not finish in time; closing them"),
     }
     sessions.shutdown(config.shutdown_timeout).await;

@@ -118,6 +118,8 @@ impl Gateway {
             .env("WUTS_MASTER_TOKEN", MASTER_TOKEN)
             .env("WUTS_WA_URL", wa_url)
             .env("WUTS_WA_VERSION", "2.3000.1000000")
+            .env("WUTS_TENANT_RPS", "0")
+            .env("WUTS_DEVICE_WA_RPS", "0")
             .env("WUTS_LOG_FORMAT", "json")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())

@@ -97,6 +97,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let user = lookup(state, &token)
             .await?
             .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
+        state.budgets.take(&state.db, user.tenant_id).await?;
         parts.extensions.insert(user);
         Ok(user)
     }

@@ -103,8 +103,11 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
-    #[error("request budget exceeded; retry after {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    #[error("{reason}; retry after {retry_after_secs} s")]
+    RateLimited {
+        reason: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     Device(String),
     #[error("{0}")]
@@ -212,7 +215,9 @@ impl IntoResponse for ApiError {
                 envelope(code, "internal error", &[])
             }
             ApiError::Validation { message, fields } => envelope(code, message, fields),
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 let mut response = envelope(code, &self.to_string(), &[]);
                 if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, value);

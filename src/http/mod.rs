@@ -1,11 +1,13 @@
 //! The HTTP API: router, layers, extractors, envelope and handlers.
 
 pub mod auth;
+pub mod budget;
 pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 use std::any::Any;

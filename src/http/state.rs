@@ -16,6 +16,8 @@ pub struct AppState {
     pub sessions: Arc<SessionPool>,
     /// Group participants recently read for resolving, per device.
     pub group_members: Arc<crate::services::contacts::GroupParticipantsCache>,
+    /// Per-tenant request budgets.
+    pub budgets: Arc<super::budget::TenantBudgets>,
     /// Block lists as answered, per device, while unchanged.
     pub blocklist_views: Arc<crate::services::contacts::BlocklistViews>,
 }

@@ -342,6 +342,7 @@ impl Contacts<'_> {
             .collect();
         if !to_query.is_empty() {
             let client = self.client()?;
+            self.handle.pace().await?;
             let jids: Vec<Jid> = to_query.iter().map(Jid::pn).collect();
             let results = call(
                 "usync_resolve",
@@ -432,6 +433,7 @@ impl Contacts<'_> {
     /// Registration of phone numbers, in one usync query. Answers number -> registered.
     pub async fn check(&self, numbers: &[PhoneNumber]) -> Result<HashMap<String, bool>, ApiError> {
         let client = self.client()?;
+        self.handle.pace().await?;
         let unique: BTreeSet<&str> = numbers.iter().map(PhoneNumber::as_str).collect();
         let jids: Vec<Jid> = unique.iter().map(|p| Jid::pn(*p)).collect();
         let results = call(

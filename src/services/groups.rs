@@ -465,6 +465,9 @@ impl Groups<'_> {
             GroupSubject::new(&new.name).map_err(|e| ApiError::field("name", e.to_string()))?;
         let targets = self.targets(&new.participants).await?;
         let senders: Vec<Jid> = dedup(targets.iter().filter_map(|t| t.send.clone()));
+        if !senders.is_empty() {
+            self.contacts.handle.pace().await?;
+        }
         let meta = if new.community {
             let mut options = CreateCommunityOptions::new(subject.as_str());
             options.description = new.description.clone();
@@ -623,6 +626,7 @@ impl Groups<'_> {
         let answers: Vec<ParticipantChangeResponse> = if senders.is_empty() {
             Vec::new()
         } else {
+            self.contacts.handle.pace().await?;
             let groups = client.groups();
             let work = async {
                 match action {

@@ -17,6 +17,7 @@ use whatsapp_rust::types::events::{Event, EventKind};
 
 use super::identity;
 use super::pool::SessionDeps;
+use super::reconnect::{JitteredReconnects, ReconnectSignal};
 use super::state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};
 use super::whatsapp;
 use crate::domain::{DeviceId, PhoneNumber, TenantId};
@@ -103,6 +104,8 @@ pub(crate) struct DeviceActor {
     owns_lock: bool,
     /// The phone number of the pairing code being requested, to label the code event.
     pending_code_phone: Option<String>,
+    /// Tells the client's transport that its next connection replaces an established one.
+    reconnect: ReconnectSignal,
 }
 
 impl DeviceActor {
@@ -127,6 +130,7 @@ impl DeviceActor {
             events_rx,
             owns_lock: false,
             pending_code_phone: None,
+            reconnect: ReconnectSignal::default(),
         }
     }
 
@@ -373,8 +377,12 @@ impl DeviceActor {
         let generation = self.generation;
         let events = self.events_tx.clone();
         let config = &self.deps.config;
-        let transport = whatsapp_rust::transport::TokioWebSocketTransportFactory::new()
-            .with_url(config.wa_url.clone());
+        let transport = JitteredReconnects::new(
+            whatsapp_rust::transport::TokioWebSocketTransportFactory::new()
+                .with_url(config.wa_url.clone()),
+            config.reconnect_jitter,
+            self.reconnect.clone(),
+        );
         let mut builder = Bot::builder()
             .with_backend_arc(self.deps.keys.backend(self.device))
             .with_transport_factory(transport)
@@ -516,6 +524,10 @@ impl DeviceActor {
             }
             Event::Disconnected(_) => {
                 crate::metrics::connection_event("disconnected");
+                if self.state.borrow().status == SessionStatus::Connected {
+                    // An established session dropped: its reconnect waits a random moment.
+                    self.reconnect.arm();
+                }
                 self.client.send_replace(None);
                 self.state.send_modify(|s| s.last_seen = Some(Utc::now()));
                 // whatsapp-rust reconnects by itself, with backoff.
@@ -580,6 +592,14 @@ impl DeviceActor {
             Event::ConnectFailure(failure) => {
                 tracing::warn!(device_id = %self.device, reason = ?failure.reason, "connection refused by WhatsApp");
                 crate::metrics::connection_event("connect_failure");
+                if !failure.reason.should_reconnect() {
+                    // whatsapp-rust does not retry these; neither do we until asked to.
+                    self.stop_client().await;
+                    self.set_status(SessionStatus::Disconnected, |r| {
+                        r.error = Some(format!("login refused by WhatsApp ({:?})", failure.reason));
+                    })
+                    .await;
+                }
             }
             Event::PushNameUpdate(_) | Event::ContactUpdate(_) | Event::BusinessStatusUpdate(_) => {
                 identity::record_event(&self.deps, self.device, event).await;

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use whatsapp_rust::Client;
 
 use super::actor::{Command, Reply};
+use super::pacing::Pacer;
 use super::pool::{SessionConfig, shutdown_actor};
 use super::state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};
 use crate::domain::{DeviceId, PhoneNumber, TenantId};
@@ -29,6 +30,7 @@ pub struct DeviceHandle {
     wa_timeout: Duration,
     qr_wait: Duration,
     connect_wait: Duration,
+    pacer: Arc<Pacer>,
 }
 
 impl DeviceHandle {
@@ -49,7 +51,19 @@ impl DeviceHandle {
             wa_timeout: config.wa_timeout,
             qr_wait: config.qr_wait,
             connect_wait: config.connect_wait,
+            pacer: Arc::new(Pacer::new(config.pace)),
         }
+    }
+
+    /// Waits for this device's turn to make a sensitive WhatsApp call (number checks, resolve
+    /// queries, participant changes), or answers `RATE_LIMITED` when too many already wait.
+    pub async fn pace(&self) -> Result<(), SessionError> {
+        self.pacer
+            .wait()
+            .await
+            .map_err(|refused| SessionError::Paced {
+                retry_after_secs: refused.retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            })
     }
 
     pub fn device_id(&self) -> DeviceId {

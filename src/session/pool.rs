@@ -38,6 +38,10 @@ pub struct SessionConfig {
     pub restore_jitter: Duration,
     /// Commands queued per device before `RATE_LIMITED`.
     pub command_queue: usize,
+    /// Largest random delay before a dropped session reconnects.
+    pub reconnect_jitter: Duration,
+    /// Pace of each device's number checks, resolve queries and participant changes.
+    pub pace: super::pacing::Pace,
     /// The OS name shown in the phone's list of linked devices.
     pub device_os: String,
 }

@@ -136,6 +136,10 @@ pub enum SessionError {
     /// The device's command queue is full (`RATE_LIMITED`).
     #[error("too many requests in flight for this device")]
     Busy,
+    /// The device's pace for sensitive WhatsApp calls is spent and its queue full
+    /// (`RATE_LIMITED`).
+    #[error("too many WhatsApp lookups or participant changes for this device")]
+    Paced { retry_after_secs: u64 },
     /// Anything else (`INTERNAL_ERROR`).
     #[error("session failure")]
     Internal(#[source] anyhow::Error),
@@ -152,7 +156,12 @@ impl From<SessionError> for crate::http::error::ApiError {
             }
             e @ SessionError::WhatsApp { .. } => ApiError::Device(e.to_string()),
             SessionError::Busy => ApiError::RateLimited {
+                reason: "too many requests in flight for this device",
                 retry_after_secs: 1,
+            },
+            SessionError::Paced { retry_after_secs } => ApiError::RateLimited {
+                reason: "too many WhatsApp lookups or participant changes for this device",
+                retry_after_secs,
             },
             SessionError::Internal(e) => ApiError::Internal(e),
         }

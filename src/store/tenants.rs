@@ -17,13 +17,52 @@ pub struct Tenant {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A tenant with the size of what it owns.
+/// A tenant with the size of what it owns and its own request budget.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantDetail {
     #[serde(flatten)]
     pub tenant: Tenant,
     pub users_count: i64,
     pub devices_count: i64,
+    /// The tenant's own budget; `null` fields follow the gateway's configuration.
+    pub rate_rps: Option<f64>,
+    pub rate_burst: Option<i32>,
+}
+
+/// A tenant's own request budget: requests per second (0: none) and burst, each `None` when the
+/// tenant follows the gateway's configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, sqlx::FromRow)]
+pub struct OwnLimits {
+    pub rate_rps: Option<f64>,
+    pub rate_burst: Option<i32>,
+}
+
+/// The tenant's own budget; `None` when there is no such tenant.
+pub async fn own_limits(pool: &PgPool, id: TenantId) -> Result<Option<OwnLimits>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT rate_rps, rate_burst FROM tenants WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Sets the tenant's own budget (both fields at once; `None` returns a field to the default).
+/// `false` when there is no such tenant.
+pub async fn set_own_limits(
+    pool: &PgPool,
+    id: TenantId,
+    limits: OwnLimits,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE tenants SET rate_rps = $2, rate_burst = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(limits.rate_rps)
+    .bind(limits.rate_burst)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Creates a tenant and its first user in one transaction.
@@ -85,7 +124,11 @@ pub async fn get(pool: &PgPool, id: TenantId) -> Result<Option<TenantDetail>, St
     )
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| TenantDetail {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let limits = own_limits(pool, id).await?.unwrap_or_default();
+    Ok(Some(row).map(|r| TenantDetail {
         tenant: Tenant {
             id: r.id,
             name: r.name,
@@ -94,6 +137,8 @@ pub async fn get(pool: &PgPool, id: TenantId) -> Result<Option<TenantDetail>, St
         },
         users_count: r.users_count,
         devices_count: r.devices_count,
+        rate_rps: limits.rate_rps,
+        rate_burst: limits.rate_burst,
     }))
 }
 

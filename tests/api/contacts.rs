@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wa_sim::{CreateAccount, CreatedAccount, Fault, WaSim};
 
+use wuts_gateway::config::ServeArgs;
+
 use crate::helpers::{Tenant, TestApp};
 
 /// A gateway with one device paired to wa-sim's account `owner`.
@@ -20,9 +22,13 @@ struct Setup {
 
 impl Setup {
     async fn new(owner: &str) -> Self {
+        Self::new_with(owner, |_| {}).await
+    }
+
+    async fn new_with(owner: &str, configure: impl FnOnce(&mut ServeArgs)) -> Self {
         let sim = WaSim::start().await.expect("wa-sim");
         new_account(&sim, owner, Some("Owner")).await;
-        let app = TestApp::spawn_with_sim(&sim).await;
+        let app = TestApp::spawn_with_sim_and(&sim, configure).await;
         let tenant = app.register(&format!("t{owner}")).await;
         let device = app.create_device(&tenant.admin_token, "contacts").await;
         app.pair(&sim, &tenant.admin_token, &device, owner).await;
@@ -368,6 +374,61 @@ async fn check_answers_by_normalized_number_in_one_query() {
     s.post("/contact/check", json!({"numbers": []}))
         .await
         .assert_validation("numbers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_are_paced_per_device_then_refused() {
+    // Two lookups at once, then one every half second, two waiting at most.
+    let s = Setup::new_with("5511900002550", |config| {
+        config.whatsapp.device_wa_rps = 2.0;
+        config.whatsapp.device_wa_burst = 2;
+        config.whatsapp.device_wa_queue = 2;
+    })
+    .await;
+    s.sim.control().reset_stats().await.expect("reset");
+    let started = std::time::Instant::now();
+    let calls = (0..6).map(|i| {
+        let s = &s;
+        async move {
+            let answer = s
+                .post(
+                    "/contact/check",
+                    json!({"numbers": [format!("55119000026{i:02}")]}),
+                )
+                .await;
+            (answer, started.elapsed())
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut done: Vec<Duration> = Vec::new();
+    let mut refused = 0;
+    for (answer, elapsed) in &answers {
+        match answer.status.as_u16() {
+            200 => done.push(*elapsed),
+            429 => {
+                answer.assert_error(429, "RATE_LIMITED");
+                assert!(answer.headers.contains_key("retry-after"));
+                // Refused at once, not after waiting.
+                assert!(*elapsed < Duration::from_millis(400), "{elapsed:?}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", answer.text),
+        }
+    }
+    assert_eq!((done.len(), refused), (4, 2), "{answers:?}");
+    done.sort();
+    // The two beyond the burst waited their turn: about 0.5 s and 1 s.
+    assert!(done[2] >= Duration::from_millis(450), "{done:?}");
+    assert!(done[3] >= Duration::from_millis(950), "{done:?}");
+    // Only what was let through reached WhatsApp.
+    assert_eq!(s.usync_count().await, 4);
+    // Reads and blocks of known contacts are not paced.
+    s.app
+        .get("/contacts/blocklist")
+        .token(s.token())
+        .send()
+        .await
+        .assert_status(200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

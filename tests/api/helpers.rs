@@ -21,6 +21,10 @@ pub fn test_config(db: &TestDatabase) -> ServeArgs {
     let mut config = Cli::try_parse_from(["wuts"]).expect("defaults parse").serve;
     config.database.database_url = db.url();
     config.master_token = Some(MASTER_TOKEN.to_owned());
+    // Tests make requests in tight loops; budgets are tested on their own (tests/api/budgets.rs).
+    config.tenant_rps = 0.0;
+    // The same for the per-device WhatsApp pacing (tested in tests/api/contacts.rs).
+    config.whatsapp.device_wa_rps = 0.0;
     config
 }
 
@@ -200,11 +204,21 @@ impl TestApp {
 
     /// A gateway talking to this wa-sim.
     pub async fn spawn_with_sim(sim: &wa_sim::WaSim) -> Self {
+        Self::spawn_with_sim_and(sim, |_| {}).await
+    }
+
+    /// A gateway talking to this wa-sim, with more settings changed.
+    pub async fn spawn_with_sim_and(
+        sim: &wa_sim::WaSim,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
         let url = sim.ws_url().to_owned();
         Self::spawn_with(move |config| {
             config.whatsapp.wa_url = url;
             config.whatsapp.restore_jitter = std::time::Duration::ZERO;
             config.whatsapp.wa_timeout = std::time::Duration::from_secs(3);
+            config.whatsapp.reconnect_jitter = std::time::Duration::from_millis(500);
+            configure(config);
         })
         .await
     }
@@ -243,6 +257,10 @@ impl TestApp {
 
     pub fn put(&self, path: &str) -> Call<'_> {
         self.call(Method::PUT, path)
+    }
+
+    pub fn patch(&self, path: &str) -> Call<'_> {
+        self.call(Method::PATCH, path)
     }
 
     pub fn delete(&self, path: &str) -> Call<'_> {

@@ -26,6 +26,18 @@ fn resolved(schema: &Value) -> Value {
 
 /// A value of the right type for a property (content does not matter: the probes only need
 /// the other fields to be well-typed).
+/// A schema's type: its `type`, or the first non-null one of a list (`[integer, 'null']`).
+fn type_of(schema: &Value) -> Option<&str> {
+    match &schema["type"] {
+        Value::String(t) => Some(t.as_str()),
+        Value::Array(types) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null"),
+        _ => None,
+    }
+}
+
 fn sample(schema: &Value) -> Value {
     let schema = resolved(schema);
     if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
@@ -34,7 +46,7 @@ fn sample(schema: &Value) -> Value {
     if schema["format"] == "uuid" {
         return json!(uuid::Uuid::new_v4().to_string());
     }
-    match schema["type"].as_str() {
+    match type_of(&schema) {
         Some("boolean") => json!(true),
         Some("integer") | Some("number") => json!(1),
         Some("array") => json!([]),
@@ -46,7 +58,7 @@ fn sample(schema: &Value) -> Value {
 /// A value of the wrong type for a property.
 fn wrong(schema: &Value) -> Value {
     let schema = resolved(schema);
-    match schema["type"].as_str() {
+    match type_of(&schema) {
         Some("boolean") | Some("integer") | Some("number") => json!("not-this-type"),
         Some("array") => json!("not-an-array"),
         Some("object") => json!("not-an-object"),

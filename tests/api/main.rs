@@ -9,14 +9,18 @@
 
 mod auth;
 mod bench_smoke;
+mod budgets;
 mod contacts;
 mod contract;
 mod devices;
 mod groups;
 mod helpers;
 mod input;
+mod limits;
 mod ops;
+mod outage;
 mod processes;
+mod refusals;
 mod sessions;
 mod tenancy;
 mod tenants;

@@ -1,9 +1,11 @@
-//! Two gateway processes on one database: a device is only ever connected by one of them. The
-//! second process (the real `wuts` binary) does not connect a device the first holds, answers
-//! `DEVICE_NOT_READY` for it, takes it over once the first lets go, and on SIGTERM closes its
-//! sessions cleanly and exits.
+//! Gateway processes (the real `wuts` binary) on one database. A device is only ever connected by
+//! one of them: the second does not connect a device the first holds, answers `DEVICE_NOT_READY`
+//! for it, takes it over once the first lets go, and on SIGTERM closes its sessions cleanly and
+//! exits. A process killed with SIGKILL in the middle of block/unblock traffic loses nothing it
+//! acknowledged: the next one reconnects without a QR and every acknowledged change is in
+//! WhatsApp's list.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,33 +18,50 @@ struct Process {
     child: Child,
     base: String,
     http: reqwest::Client,
+    log_path: std::path::PathBuf,
 }
 
 impl Process {
     async fn start(database_url: &str, wa_url: &str) -> Self {
+        Self::start_with(database_url, wa_url, &[]).await
+    }
+
+    /// Starts `wuts serve` with more environment; its logs go to a file (see [`Process::logs`]).
+    async fn start_with(database_url: &str, wa_url: &str, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_wuts"))
+        let log_path =
+            std::env::temp_dir().join(format!("wuts-test-{port}-{}.log", uuid::Uuid::new_v4()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wuts"));
+        command
             .arg("serve")
             .env("DATABASE_URL", database_url)
             .env("WUTS_LISTEN", format!("127.0.0.1:{port}"))
             .env("WUTS_MASTER_TOKEN", MASTER_TOKEN)
             .env("WUTS_WA_URL", wa_url)
             .env("WUTS_WA_VERSION", "2.3000.1000000")
+            .env("WUTS_TENANT_RPS", "0")
+            .env("WUTS_DEVICE_WA_RPS", "0")
             .env("WUTS_WA_TIMEOUT", "3s")
             .env("WUTS_RESTORE_JITTER", "0s")
             .env("WUTS_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", "warn");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
             .spawn()
             .expect("wuts starts");
         let process = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
+            log_path,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -58,6 +77,36 @@ impl Process {
             assert!(tokio::time::Instant::now() < deadline, "wuts never ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A JSON call; `None` when the process did not answer (it is gone).
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> Option<(u16, Value)> {
+        let answer = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        let status = answer.status().as_u16();
+        let body = answer.json().await.ok()?;
+        Some((status, body))
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    fn kill(&self) {
+        let sent = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, token: &str) -> (u16, Value) {
@@ -115,10 +164,23 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Everything the process logged so far.
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log_path);
     }
 }
 
@@ -187,4 +249,477 @@ async fn two_gateways_never_both_connect_a_device() {
     let exit = second.terminate().await;
     assert!(exit.success(), "{exit:?}");
     assert_eq!(connected_companions(&sim, phone).await, 0);
+}
+
+/// Where a target stands after the traffic: its last acknowledged state, and whether a request
+/// for it was in flight when the process died (then WhatsApp may hold either state).
+#[derive(Debug, Clone, Copy, Default)]
+struct Outcome {
+    blocked: Option<bool>,
+    in_flight: bool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_block_traffic_loses_nothing_acknowledged() {
+    const LOOPS: usize = 4;
+    const PER_LOOP: usize = 6;
+    let sim = WaSim::start().await.expect("wa-sim");
+    let owner = "5511900009000";
+    sim.control()
+        .create_account(&CreateAccount {
+            phone: owner.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("account");
+    let mut lids = Vec::new();
+    for i in 0..LOOPS * PER_LOOP {
+        let created = sim
+            .control()
+            .create_account(&CreateAccount {
+                phone: format!("55119000091{i:02}"),
+                ..Default::default()
+            })
+            .await
+            .expect("target");
+        lids.push(created.lid_jid);
+    }
+    // Paired in-process, then handed to a `wuts` process.
+    let app = TestApp::spawn_with_sim(&sim).await;
+    let tenant = app.register("sigkill").await;
+    let token = tenant.admin_token.clone();
+    let device = app.create_device(&token, "killed").await;
+    app.pair(&sim, &token, &device, owner).await;
+    app.sessions.shutdown(Duration::from_secs(15)).await;
+    let first = Process::start(&app.db.url(), sim.ws_url()).await;
+    first.wait_status(&token, &device, "connected").await;
+
+    // Loops block and unblock their own targets, one request at a time, until the process dies.
+    let traffic = (0..LOOPS).map(|l| {
+        let first = &first;
+        let token = &token;
+        let device = &device;
+        async move {
+            let mut outcomes = vec![Outcome::default(); PER_LOOP];
+            for round in 0.. {
+                let block = round % 2 == 0;
+                for (t, outcome) in outcomes.iter_mut().enumerate() {
+                    let number = format!("55119000091{:02}", l * PER_LOOP + t);
+                    let path = if block {
+                        "/contacts/block"
+                    } else {
+                        "/contacts/unblock"
+                    };
+                    let answer = first
+                        .try_call(
+                            reqwest::Method::POST,
+                            path,
+                            token,
+                            serde_json::json!({"number": number, "device_id": device}),
+                        )
+                        .await;
+                    match answer {
+                        Some((200, body)) => {
+                            assert_eq!(body["data"]["blocked"], block, "{body}");
+                            outcome.blocked = Some(block);
+                        }
+                        Some((status, body)) => panic!("{path} {number}: {status} {body}"),
+                        None => {
+                            outcome.in_flight = true;
+                            return outcomes;
+                        }
+                    }
+                }
+            }
+            outcomes
+        }
+    });
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        first.kill();
+    };
+    let (outcomes, ()) = tokio::join!(futures::future::join_all(traffic), killer);
+    let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+    let acknowledged = outcomes.iter().filter(|o| o.blocked.is_some()).count();
+    assert!(
+        acknowledged >= LOOPS,
+        "too little traffic before the kill: {outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().filter(|o| o.in_flight).count() >= 1,
+        "the kill came after the traffic: {outcomes:?}"
+    );
+    drop(first);
+
+    // A new process restores the device without a QR.
+    sim.control().reset_stats().await.expect("reset");
+    let second = Process::start(&app.db.url(), sim.ws_url()).await;
+    second.wait_status(&token, &device, "connected").await;
+    let stats = sim.control().stats().await.expect("stats");
+    assert_eq!(stats.handshake_count("xx"), 0, "paired again: {stats:?}");
+
+    // Every acknowledged change is in WhatsApp's list.
+    let list = sim.control().account(owner).await.expect("owner").blocklist;
+    for (outcome, lid) in outcomes.iter().zip(&lids) {
+        if outcome.in_flight {
+            continue;
+        }
+        if let Some(blocked) = outcome.blocked {
+            assert_eq!(list.items.contains(lid), blocked, "{lid}: {outcome:?}");
+        }
+    }
+
+    // Later operations work: the keys survived. The gateway's list agrees with WhatsApp's, a
+    // new block and an unblock both reach it.
+    let (status, body) = second
+        .call(
+            reqwest::Method::GET,
+            &format!("/contacts/blocklist?device_id={device}&refresh=true"),
+            &token,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["count"], list.items.len(), "{body}");
+    assert_eq!(body["data"]["dhash"], list.dhash.as_str());
+    for (path, blocked) in [("/contacts/block", true), ("/contacts/unblock", false)] {
+        let (status, body) = second
+            .try_call(
+                reqwest::Method::POST,
+                path,
+                &token,
+                serde_json::json!({"number": "5511900009100", "device_id": device}),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(
+            (status, &body["data"]["blocked"]),
+            (200, &Value::Bool(blocked)),
+            "{body}"
+        );
+        let list = sim.control().account(owner).await.expect("owner").blocklist;
+        assert_eq!(list.items.contains(&lids[0]), blocked);
+    }
+}
+
+/// A private PostgreSQL cluster the test may stop and start (the shared one must stay up).
+struct Cluster {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    port: u16,
+    /// Root may not run PostgreSQL: the cluster then belongs to the `postgres` user.
+    as_postgres: bool,
+}
+
+impl Cluster {
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
+            .args(args)
+            .output()
+            .expect("PostgreSQL tool runs");
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Initializes a cluster in a new directory and starts it on a free port.
+    fn start_new() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries in /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .max()
+            .expect("initdb");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let dir = std::env::temp_dir().join(format!("wuts-pg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("cluster directory");
+        if root {
+            let chown = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(chown.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let cluster = Self {
+            dir,
+            bin,
+            port,
+            as_postgres: root,
+        };
+        let data = cluster.data();
+        cluster.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        cluster.start();
+        cluster
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("postgres.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server at once, as a crash or a restart does to its clients.
+    fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/wuts", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Statuses and error codes of a JSON call, `None` for no answer.
+async fn attempt(process: &Process, path: &str, token: &str) -> Option<(u16, Value)> {
+    let answer = process
+        .http
+        .get(format!("{}{path}", process.base))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .ok()?;
+    let status = answer.status().as_u16();
+    Some((status, answer.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_under_traffic_then_recovered() {
+    let cluster = Cluster::start_new();
+    let sim = WaSim::start().await.expect("wa-sim");
+    let mut gateway = Process::start_with(
+        &cluster.url(),
+        sim.ws_url(),
+        // Tokens are checked against the database on every request.
+        &[("WUTS_AUTH_CACHE_TTL", "1ms")],
+    )
+    .await;
+    let (status, registered) = gateway
+        .try_call(
+            reqwest::Method::POST,
+            "/register",
+            MASTER_TOKEN,
+            serde_json::json!({"tenant_name": "restart", "email": "ops@restart.example"}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(status, 201, "{registered}");
+    let token = registered["token"].as_str().expect("token").to_owned();
+    let (status, _) = gateway
+        .try_call(
+            reqwest::Method::POST,
+            "/devices",
+            &token,
+            serde_json::json!({"name": "before"}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(status, 201);
+
+    // PostgreSQL goes away: readiness says so, routes fail with a clean envelope, at once or
+    // within the pool's acquire timeout, and nothing hangs or panics.
+    cluster.stop();
+    let (status, _) = attempt(&gateway, "/readyz", &token)
+        .await
+        .expect("readyz answers");
+    assert_eq!(status, 503);
+    for path in ["/devices", "/users", "/status"] {
+        let started = std::time::Instant::now();
+        let (status, body) = attempt(&gateway, path, &token)
+            .await
+            .expect("an answer while the database is down");
+        assert!(matches!(status, 500 | 503), "{path}: {status} {body}");
+        assert!(
+            matches!(
+                body["error_code"].as_str(),
+                Some("SERVICE_UNAVAILABLE" | "INTERNAL_ERROR")
+            ),
+            "{path}: {body}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(15), "{path} hung");
+    }
+    assert!(gateway.alive(), "the gateway died with its database");
+
+    // PostgreSQL comes back: the gateway recovers by itself, with everything it had.
+    cluster.start();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, body)) = attempt(&gateway, "/devices", &token).await {
+            assert_eq!(body["devices"].as_array().map(Vec::len), Some(1), "{body}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _) = attempt(&gateway, "/readyz", &token).await.expect("readyz");
+    assert_eq!(status, 200);
+    let (status, body) = gateway
+        .try_call(
+            reqwest::Method::POST,
+            "/devices",
+            &token,
+            serde_json::json!({"name": "after"}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(status, 201, "{body}");
+    assert!(gateway.alive());
+    let logs = gateway.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_never_reach_the_logs() {
+    let sim = WaSim::start().await.expect("wa-sim");
+    let app = TestApp::spawn().await;
+    // Everything the gateway logs, at debug level, request lines included.
+    let gateway = Process::start_with(
+        &app.db.url(),
+        sim.ws_url(),
+        &[(
+            "RUST_LOG",
+            "debug,whatsapp_rust=info,wacore=info,sqlx=debug",
+        )],
+    )
+    .await;
+    let (status, registered) = gateway
+        .try_call(
+            reqwest::Method::POST,
+            "/register",
+            MASTER_TOKEN,
+            serde_json::json!({"tenant_name": "secrets", "email": "admin@secrets.example"}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(status, 201);
+    let token = registered["token"].as_str().expect("token").to_owned();
+    let user_id = registered["user"]["id"].as_str().expect("id").to_owned();
+    let (status, created) = gateway
+        .try_call(
+            reqwest::Method::POST,
+            "/users",
+            &token,
+            serde_json::json!({"email": "user@secrets.example"}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(status, 201);
+    let user_token = created["token"].as_str().expect("token").to_owned();
+    let (status, rotated) = gateway
+        .try_call(
+            reqwest::Method::POST,
+            &format!("/users/{user_id}/token"),
+            &token,
+            serde_json::json!({}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(status, 201);
+    let new_token = rotated["token"].as_str().expect("token").to_owned();
+    let (status, device) = gateway
+        .try_call(
+            reqwest::Method::POST,
+            "/devices",
+            &new_token,
+            serde_json::json!({"name": "qr"}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(status, 201);
+    let device = device["device"]["id"].as_str().expect("id").to_owned();
+    let (status, qr) = gateway
+        .call(
+            reqwest::Method::GET,
+            &format!("/qr?device_id={device}"),
+            &new_token,
+        )
+        .await;
+    assert_eq!(status, 200, "{qr}");
+    let qr = qr["data"]["qr_code"].as_str().expect("qr").to_owned();
+
+    // Tokens where they do not belong: in the query string, in an unknown path, as a bad token.
+    for path in [
+        format!("/devices?token={token}"),
+        format!("/nowhere/{token}"),
+        format!("/users/{user_token}"),
+    ] {
+        let _ = gateway.call(reqwest::Method::GET, &path, &user_token).await;
+    }
+    let _ = gateway
+        .call(reqwest::Method::GET, "/devices", &format!("{token}x"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let logs = gateway.logs();
+    assert!(
+        logs.len() > 1000,
+        "too little logged to mean anything: {logs}"
+    );
+    // Requests were logged (by route template), so their absence below means something.
+    assert!(logs.contains("/users/{id}/token"), "{logs}");
+    for (what, secret) in [
+        ("master token", MASTER_TOKEN),
+        ("admin token", token.as_str()),
+        ("user token", user_token.as_str()),
+        ("rotated token", new_token.as_str()),
+        ("QR code", qr.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "the {what} was logged");
+    }
 }

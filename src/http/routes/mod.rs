@@ -30,7 +30,11 @@ api_routes! {
     // Platform administration (master token).
     "/register" => { post: tenants::register },
     "/tenants" => { get: tenants::list },
-    "/global/tenants/{id}" => { get: tenants::get, delete: tenants::delete },
+    "/global/tenants/{id}" => {
+        get: tenants::get,
+        patch: tenants::update,
+        delete: tenants::delete,
+    },
     // Users of a tenant.
     "/users" => { get: users::list, post: users::create },
     "/users/{id}" => { get: users::get, put: users::update, delete: users::delete },

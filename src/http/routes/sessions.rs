@@ -130,6 +130,9 @@ pub struct StatusView {
     phone_number: Option<String>,
     is_logged_in: bool,
     last_seen: Option<DateTime<Utc>>,
+    /// Why WhatsApp last stopped the session (logged out, banned, replaced, outdated), until it
+    /// connects again.
+    last_error: Option<String>,
 }
 
 /// The device's session state; never starts anything.
@@ -152,6 +155,7 @@ pub async fn status(
         jid: observed.jid,
         is_logged_in,
         last_seen: observed.last_seen,
+        last_error: observed.last_error,
     }))
 }
 

@@ -10,7 +10,7 @@ use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{IdPath, Json};
 use crate::http::state::AppState;
 use crate::services::accounts;
-use crate::store::tenants::{self, Tenant, TenantDetail};
+use crate::store::tenants::{self, OwnLimits, Tenant, TenantDetail};
 use crate::store::users::User;
 
 #[derive(Deserialize)]
@@ -87,6 +87,80 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("tenant"))
 }
 
+/// Highest rate and burst an operator may give a tenant (beyond them a budget means nothing).
+const MAX_RATE: f64 = 1_000_000.0;
+const MAX_BURST: i64 = 1_000_000;
+
+/// A field that may be absent (left as it is) or `null` (back to the default).
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    #[serde(default, deserialize_with = "present")]
+    rate_rps: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    rate_burst: Option<Option<i64>>,
+}
+
+/// Sets or clears a tenant's own request budget.
+pub async fn update(
+    _: MasterAuth,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<TenantId>,
+    Json(body): Json<UpdateTenant>,
+) -> Result<Data<TenantDetail>, ApiError> {
+    if body.rate_rps.is_none() && body.rate_burst.is_none() {
+        return Err(ApiError::field(
+            "body",
+            "give at least one of `rate_rps` and `rate_burst`",
+        ));
+    }
+    let mut problems = Vec::new();
+    if let Some(Some(rate)) = body.rate_rps
+        && !(rate.is_finite() && (0.0..=MAX_RATE).contains(&rate))
+    {
+        problems.push(
+            FieldError::new("rate_rps", "must be between 0 (no budget) and 1000000")
+                .with_value(rate),
+        );
+    }
+    if let Some(Some(burst)) = body.rate_burst
+        && !(1..=MAX_BURST).contains(&burst)
+    {
+        problems
+            .push(FieldError::new("rate_burst", "must be between 1 and 1000000").with_value(burst));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::fields(problems));
+    }
+    let current = tenants::own_limits(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let limits = OwnLimits {
+        rate_rps: body.rate_rps.unwrap_or(current.rate_rps),
+        rate_burst: body
+            .rate_burst
+            .unwrap_or(current.rate_burst.map(i64::from))
+            .and_then(|b| i32::try_from(b).ok()),
+    };
+    if !tenants::set_own_limits(&state.db, id, limits).await? {
+        return Err(ApiError::not_found("tenant"));
+    }
+    state.budgets.forget(id);
+    tracing::info!(tenant_id = %id, rate_rps = ?limits.rate_rps, rate_burst = ?limits.rate_burst, "tenant budget changed");
+    tenants::get(&state.db, id)
+        .await?
+        .map(Data)
+        .ok_or_else(|| ApiError::not_found("tenant"))
+}
+
 pub async fn delete(
     _: MasterAuth,
     State(state): State<AppState>,
@@ -102,6 +176,7 @@ pub async fn delete(
         return Err(ApiError::not_found("tenant"));
     }
     state.auth_cache.forget_tenant(id);
+    state.budgets.forget(id);
     tracing::info!(tenant_id = %id, "tenant deleted");
     Ok(Message::new("tenant deleted"))
 }

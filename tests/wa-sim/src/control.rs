@@ -59,7 +59,7 @@ fn err(status: StatusCode, message: impl Into<String>) -> ControlError {
     ControlError(status, message.into())
 }
 
-fn digits(phone: &str) -> String {
+pub(crate) fn digits(phone: &str) -> String {
     phone.chars().filter(char::is_ascii_digit).collect()
 }
 
@@ -476,7 +476,40 @@ async fn add_fault(
             }
             Ok(StatusCode::NO_CONTENT)
         }
-        Fault::Delay { .. } | Fault::Error { .. } | Fault::NoAnswer { .. } => {
+        Fault::StreamError {
+            phone,
+            code,
+            conflict,
+        } => {
+            let mut world = sim.world.lock();
+            let keys: Vec<_> = world
+                .sessions
+                .keys()
+                .filter(|(p, _)| phone.as_deref().is_none_or(|wanted| digits(wanted) == *p))
+                .cloned()
+                .collect();
+            let handles: Vec<_> = keys
+                .iter()
+                .filter_map(|key| world.sessions.remove(key))
+                .collect();
+            drop(world);
+            let mut error = NodeBuilder::new("stream:error");
+            if let Some(code) = code {
+                error = error.attr("code", code.to_string());
+            }
+            if let Some(kind) = conflict {
+                error = error.children([NodeBuilder::new("conflict").attr("type", kind).build()]);
+            }
+            let error = error.build();
+            for handle in handles {
+                handle.send(Outbound::StreamError(error.clone()));
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Fault::Delay { .. }
+        | Fault::Error { .. }
+        | Fault::NoAnswer { .. }
+        | Fault::RefuseLogin { .. } => {
             sim.faults.add(fault);
             Ok(StatusCode::NO_CONTENT)
         }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::digits;
+
 /// A fault, as `POST /faults` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -24,6 +26,37 @@ pub enum Fault {
     Error { xmlns: String, code: u16 },
     /// Never answer IQs of a namespace.
     NoAnswer { xmlns: String },
+    /// Refuse logins (of one account's companions, or all) with `<failure reason=...>`, as
+    /// WhatsApp does for a temporary ban (402, with `code` and `expire` seconds), an outdated
+    /// client (405) or a logged-out companion (401). Live connections are not touched: drop them
+    /// to make them log in again.
+    RefuseLogin {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phone: Option<String>,
+        reason: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expire: Option<u64>,
+    },
+    /// Send live connections (of one account's companions, or all) a `stream:error` with this
+    /// code and/or `<conflict type=...>`, then close them. Happens once; nothing stays active.
+    StreamError {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phone: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conflict: Option<String>,
+    },
+}
+
+/// How a login is refused: the `<failure>` attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRefusal {
+    pub reason: u16,
+    pub code: Option<u16>,
+    pub expire: Option<u64>,
 }
 
 /// What the faults say about one IQ.
@@ -59,6 +92,28 @@ impl Faults {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// How a login of `phone`'s companion is refused, if it is.
+    pub fn login_refusal(&self, phone: &str) -> Option<LoginRefusal> {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .find_map(|active| match active {
+                Fault::RefuseLogin {
+                    phone: scope,
+                    reason,
+                    code,
+                    expire,
+                } if scope.as_deref().is_none_or(|s| digits(s) == phone) => Some(LoginRefusal {
+                    reason: *reason,
+                    code: *code,
+                    expire: *expire,
+                }),
+                _ => None,
+            })
     }
 
     /// The faults that apply to an IQ of `xmlns`. Keep-alive pings are never affected, so a

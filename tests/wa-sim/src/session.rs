@@ -131,6 +131,7 @@ impl Session {
         let Some(lid) = lid else {
             drop(world);
             // Unknown or unlinked companion: WhatsApp answers 401 and the client is logged out.
+            self.sim.stats.refused_login();
             self.conn.send(Outbound::StreamError(
                 NodeBuilder::new("failure")
                     .attr("reason", "401")
@@ -139,6 +140,21 @@ impl Session {
             ));
             return;
         };
+        if let Some(refusal) = self.sim.faults.login_refusal(&phone) {
+            drop(world);
+            self.sim.stats.refused_login();
+            let mut failure = NodeBuilder::new("failure")
+                .attr("reason", refusal.reason.to_string())
+                .attr("location", "wa-sim");
+            if let Some(code) = refusal.code {
+                failure = failure.attr("code", code.to_string());
+            }
+            if let Some(expire) = refusal.expire {
+                failure = failure.attr("expire", expire.to_string());
+            }
+            self.conn.send(Outbound::StreamError(failure.build()));
+            return;
+        }
         if let Some(previous) = world
             .sessions
             .insert((phone.clone(), device), self.conn.clone())

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -23,6 +24,13 @@ pub struct StatsSnapshot {
     pub pairings: u64,
     /// Connections accepted.
     pub connections: u64,
+    /// Logins refused with a `<failure>` (unknown companions, injected refusals).
+    #[serde(default)]
+    pub refused_logins: u64,
+    /// When each successful login happened, in milliseconds since the stats were last reset
+    /// (the first 100,000), so a test can see how reconnects spread over time.
+    #[serde(default)]
+    pub login_times_ms: Vec<u64>,
 }
 
 impl StatsSnapshot {
@@ -39,9 +47,21 @@ impl StatsSnapshot {
     }
 }
 
-#[derive(Default)]
+/// Most login times kept between resets.
+const MAX_LOGIN_TIMES: usize = 100_000;
+
 pub struct Stats {
     inner: Mutex<StatsSnapshot>,
+    since: Mutex<Instant>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            since: Mutex::new(Instant::now()),
+        }
+    }
 }
 
 impl Stats {
@@ -63,7 +83,18 @@ impl Stats {
     }
 
     pub fn login(&self) {
-        self.with(|s| s.logins += 1);
+        let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
+        let at = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.with(|s| {
+            s.logins += 1;
+            if s.login_times_ms.len() < MAX_LOGIN_TIMES {
+                s.login_times_ms.push(at);
+            }
+        });
+    }
+
+    pub fn refused_login(&self) {
+        self.with(|s| s.refused_logins += 1);
     }
 
     pub fn pairing(&self) {
@@ -80,5 +111,6 @@ impl Stats {
 
     pub fn reset(&self) {
         self.with(|s| *s = StatsSnapshot::default());
+        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 }

@@ -1,0 +1,93 @@
+//! WhatsApp drops every connection at once: requests during the outage answer DEVICE_NOT_READY at
+//! once, and the sessions come back by themselves, spread over the reconnect jitter rather than
+//! all in the same instant.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde_json::json;
+use wa_sim::{CreateAccount, Fault, WaSim};
+
+use crate::helpers::TestApp;
+
+const DEVICES: usize = 6;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_dropped_together_come_back_spread_out() {
+    let sim = WaSim::start().await.expect("wa-sim");
+    let phones: Vec<String> = (0..DEVICES).map(|i| format!("55119000080{i:02}")).collect();
+    for phone in &phones {
+        sim.control()
+            .create_account(&CreateAccount {
+                phone: phone.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("account");
+    }
+    let app = TestApp::spawn_with_sim_and(&sim, |config| {
+        config.whatsapp.reconnect_jitter = Duration::from_secs(3);
+    })
+    .await;
+    let tenant = app.register("outage").await;
+    let token = tenant.admin_token.clone();
+    let mut devices = Vec::new();
+    for phone in &phones {
+        devices.push(app.create_device(&token, phone).await);
+    }
+    join_all(
+        devices
+            .iter()
+            .zip(&phones)
+            .map(|(device, phone)| app.pair(&sim, &token, device, phone)),
+    )
+    .await;
+
+    // Every connection drops; WhatsApp stays unreachable for a moment.
+    sim.control().reset_stats().await.expect("reset");
+    sim.control()
+        .add_fault(&Fault::DropConnections { phone: None })
+        .await
+        .expect("drop");
+    let status = app.wait_status(&token, &devices[0], "connecting").await;
+    assert_eq!(status["connected"], false);
+    let started = Instant::now();
+    app.post("/contact/check")
+        .token(&token)
+        .json(json!({"numbers": ["5511900008099"], "device_id": devices[0]}))
+        .send()
+        .await
+        .assert_error(409, "DEVICE_NOT_READY");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // All come back, without a QR.
+    for device in &devices {
+        app.wait_status(&token, device, "connected").await;
+    }
+    let stats = sim.control().stats().await.expect("stats");
+    assert_eq!(stats.logins as usize, DEVICES, "{stats:?}");
+    assert_eq!(stats.handshake_count("xx"), 0, "nobody paired again");
+    let first = stats
+        .login_times_ms
+        .iter()
+        .min()
+        .copied()
+        .unwrap_or_default();
+    let last = stats
+        .login_times_ms
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    // whatsapp-rust alone brings them all back within 0.9-1.1 s of the drop; the gateway's
+    // jitter (up to 3 s here) spreads them further.
+    assert!(
+        last - first >= 600,
+        "reconnects not spread: {:?}",
+        stats.login_times_ms
+    );
+    println!(
+        "{}",
+        json!({"reconnect_first_ms": first, "reconnect_last_ms": last, "logins_ms": stats.login_times_ms})
+    );
+}

@@ -1,0 +1,143 @@
+//! WhatsApp stopping a session: a temporary ban (402), an outdated client (405), another
+//! connection replacing this one (`stream:error` conflict), a refused login of another kind. Each
+//! leaves the device `disconnected` with the reason in `/status`, answers requests
+//! DEVICE_NOT_READY at once, and does not loop reconnecting; `POST /connect` brings it back once
+//! WhatsApp lets it in again.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde_json::json;
+use wa_sim::{CreateAccount, Fault, WaSim};
+
+use crate::helpers::{Tenant, TestApp};
+
+const BANNED: &str = "5511900007001";
+const OUTDATED: &str = "5511900007002";
+const REPLACED: &str = "5511900007003";
+const REFUSED: &str = "5511900007004";
+
+/// Logins wa-sim saw, and logins it refused.
+async fn logins(sim: &WaSim) -> (u64, u64) {
+    let stats = sim.control().stats().await.expect("stats");
+    (stats.logins, stats.refused_logins)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_stop_the_session_with_the_reason_and_no_loop() {
+    let sim = WaSim::start().await.expect("wa-sim");
+    let phones = [BANNED, OUTDATED, REPLACED, REFUSED];
+    for phone in phones {
+        sim.control()
+            .create_account(&CreateAccount {
+                phone: phone.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("account");
+    }
+    let app = TestApp::spawn_with_sim(&sim).await;
+    let tenant: Tenant = app.register("refusals").await;
+    let token = tenant.admin_token.clone();
+    let mut devices = Vec::new();
+    for phone in phones {
+        devices.push(app.create_device(&token, phone).await);
+    }
+    join_all(
+        devices
+            .iter()
+            .zip(phones)
+            .map(|(device, phone)| app.pair(&sim, &token, device, phone)),
+    )
+    .await;
+
+    // WhatsApp refuses the next login of each account its own way, and the connections drop.
+    for fault in [
+        Fault::RefuseLogin {
+            phone: Some(BANNED.into()),
+            reason: 402,
+            code: Some(101),
+            expire: Some(3600),
+        },
+        Fault::RefuseLogin {
+            phone: Some(OUTDATED.into()),
+            reason: 405,
+            code: None,
+            expire: None,
+        },
+        Fault::RefuseLogin {
+            phone: Some(REFUSED.into()),
+            reason: 409,
+            code: None,
+            expire: None,
+        },
+    ] {
+        sim.control().add_fault(&fault).await.expect("fault");
+    }
+    sim.control().reset_stats().await.expect("reset");
+    for phone in [BANNED, OUTDATED, REFUSED] {
+        sim.control()
+            .add_fault(&Fault::DropConnections {
+                phone: Some(phone.into()),
+            })
+            .await
+            .expect("drop");
+    }
+    sim.control()
+        .add_fault(&Fault::StreamError {
+            phone: Some(REPLACED.into()),
+            code: None,
+            conflict: Some("replaced".into()),
+        })
+        .await
+        .expect("stream error");
+
+    let expected = [
+        "temporarily banned",
+        "client version outdated",
+        "replaced by another connection",
+        "login refused",
+    ];
+    for (device, reason) in devices.iter().zip(expected) {
+        let status = app.wait_status(&token, device, "disconnected").await;
+        let error = status["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{device}: {status}");
+        assert_eq!(status["connected"], false);
+    }
+
+    // Requests are answered at once, not after a WhatsApp timeout.
+    let started = Instant::now();
+    app.post("/contact/check")
+        .token(&token)
+        .json(json!({"numbers": ["5511900007099"], "device_id": devices[0]}))
+        .send()
+        .await
+        .assert_error(409, "DEVICE_NOT_READY");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // No reconnect loop: three refused logins (one each) and no login, several backoff
+    // periods later.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(logins(&sim).await, (0, 3));
+    for device in &devices {
+        let status = app.wait_status(&token, device, "disconnected").await;
+        assert_eq!(status["status"], "disconnected");
+    }
+
+    // Once WhatsApp lets them in again, `POST /connect` brings each back without a QR, and the
+    // reason is cleared.
+    sim.control().clear_faults().await.expect("clear");
+    for device in &devices {
+        app.post("/connect")
+            .token(&token)
+            .json(json!({"device_id": device}))
+            .send()
+            .await
+            .assert_status(200);
+    }
+    for device in &devices {
+        let status = app.wait_status(&token, device, "connected").await;
+        assert!(status["last_error"].is_null(), "{status}");
+    }
+    assert_eq!(logins(&sim).await.0, 4);
+}
