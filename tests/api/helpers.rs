@@ -28,6 +28,17 @@ pub fn test_config(db: &TestDatabase) -> ServeArgs {
     config
 }
 
+/// A wa-sim account with nothing but its number.
+pub async fn sim_account(sim: &wa_sim::WaSim, phone: &str) -> wa_sim::CreatedAccount {
+    sim.control()
+        .create_account(&wa_sim::CreateAccount {
+            phone: phone.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("account created")
+}
+
 /// The gateway under test.
 pub struct TestApp {
     pub router: Router,
@@ -322,6 +333,28 @@ impl TestApp {
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+
+    /// Creates a device per phone and pairs each through its phone, all at once; answers the
+    /// device ids, in order.
+    pub async fn pair_devices(
+        &self,
+        sim: &wa_sim::WaSim,
+        token: &str,
+        phones: &[String],
+    ) -> Vec<String> {
+        let mut devices = Vec::with_capacity(phones.len());
+        for phone in phones {
+            devices.push(self.create_device(token, phone).await);
+        }
+        futures::future::join_all(
+            devices
+                .iter()
+                .zip(phones)
+                .map(|(device, phone)| self.pair(sim, token, device, phone)),
+        )
+        .await;
+        devices
     }
 
     /// Pairs a device by QR code through wa-sim's phone `phone`; answers once connected.

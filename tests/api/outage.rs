@@ -4,11 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use serde_json::json;
-use wa_sim::{CreateAccount, Fault, WaSim};
+use wa_sim::{Fault, WaSim};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, sim_account};
 
 const DEVICES: usize = 6;
 
@@ -17,13 +16,7 @@ async fn sessions_dropped_together_come_back_spread_out() {
     let sim = WaSim::start().await.expect("wa-sim");
     let phones: Vec<String> = (0..DEVICES).map(|i| format!("55119000080{i:02}")).collect();
     for phone in &phones {
-        sim.control()
-            .create_account(&CreateAccount {
-                phone: phone.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("account");
+        sim_account(&sim, phone).await;
     }
     let app = TestApp::spawn_with_sim_and(&sim, |config| {
         config.whatsapp.reconnect_jitter = Duration::from_secs(3);
@@ -31,17 +24,7 @@ async fn sessions_dropped_together_come_back_spread_out() {
     .await;
     let tenant = app.register("outage").await;
     let token = tenant.admin_token.clone();
-    let mut devices = Vec::new();
-    for phone in &phones {
-        devices.push(app.create_device(&token, phone).await);
-    }
-    join_all(
-        devices
-            .iter()
-            .zip(&phones)
-            .map(|(device, phone)| app.pair(&sim, &token, device, phone)),
-    )
-    .await;
+    let devices = app.pair_devices(&sim, &token, &phones).await;
 
     // Every connection drops; WhatsApp stays unreachable for a moment.
     sim.control().reset_stats().await.expect("reset");

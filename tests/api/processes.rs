@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use wa_sim::{CreateAccount, WaSim};
 
-use crate::helpers::{MASTER_TOKEN, TestApp};
+use crate::helpers::{MASTER_TOKEN, TestApp, sim_account};
 
 /// A `wuts serve` process.
 struct Process {
@@ -98,6 +98,16 @@ impl Process {
         let status = answer.status().as_u16();
         let body = answer.json().await.ok()?;
         Some((status, body))
+    }
+
+    /// A POST that must create something (201); answers the body.
+    async fn create(&self, path: &str, token: &str, body: Value) -> Value {
+        let (status, answer) = self
+            .try_call(reqwest::Method::POST, path, token, body)
+            .await
+            .expect("answer");
+        assert_eq!(status, 201, "{path}: {answer}");
+        answer
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -265,24 +275,14 @@ async fn sigkill_during_block_traffic_loses_nothing_acknowledged() {
     const PER_LOOP: usize = 6;
     let sim = WaSim::start().await.expect("wa-sim");
     let owner = "5511900009000";
-    sim.control()
-        .create_account(&CreateAccount {
-            phone: owner.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("account");
+    sim_account(&sim, owner).await;
     let mut lids = Vec::new();
     for i in 0..LOOPS * PER_LOOP {
-        let created = sim
-            .control()
-            .create_account(&CreateAccount {
-                phone: format!("55119000091{i:02}"),
-                ..Default::default()
-            })
-            .await
-            .expect("target");
-        lids.push(created.lid_jid);
+        lids.push(
+            sim_account(&sim, &format!("55119000091{i:02}"))
+                .await
+                .lid_jid,
+        );
     }
     // Paired in-process, then handed to a `wuts` process.
     let app = TestApp::spawn_with_sim(&sim).await;
@@ -550,27 +550,17 @@ async fn postgres_restarted_under_traffic_then_recovered() {
         &[("WUTS_AUTH_CACHE_TTL", "1ms")],
     )
     .await;
-    let (status, registered) = gateway
-        .try_call(
-            reqwest::Method::POST,
+    let registered = gateway
+        .create(
             "/register",
             MASTER_TOKEN,
             serde_json::json!({"tenant_name": "restart", "email": "ops@restart.example"}),
         )
-        .await
-        .expect("answer");
-    assert_eq!(status, 201, "{registered}");
+        .await;
     let token = registered["token"].as_str().expect("token").to_owned();
-    let (status, _) = gateway
-        .try_call(
-            reqwest::Method::POST,
-            "/devices",
-            &token,
-            serde_json::json!({"name": "before"}),
-        )
-        .await
-        .expect("answer");
-    assert_eq!(status, 201);
+    gateway
+        .create("/devices", &token, serde_json::json!({"name": "before"}))
+        .await;
 
     // PostgreSQL goes away: readiness says so, routes fail with a clean envelope, at once or
     // within the pool's acquire timeout, and nothing hangs or panics.
@@ -609,16 +599,9 @@ async fn postgres_restarted_under_traffic_then_recovered() {
     }
     let (status, _) = attempt(&gateway, "/readyz", &token).await.expect("readyz");
     assert_eq!(status, 200);
-    let (status, body) = gateway
-        .try_call(
-            reqwest::Method::POST,
-            "/devices",
-            &token,
-            serde_json::json!({"name": "after"}),
-        )
-        .await
-        .expect("answer");
-    assert_eq!(status, 201, "{body}");
+    gateway
+        .create("/devices", &token, serde_json::json!({"name": "after"}))
+        .await;
     assert!(gateway.alive());
     let logs = gateway.logs();
     assert!(!logs.contains("panicked"), "{logs}");
@@ -638,50 +621,34 @@ async fn tokens_never_reach_the_logs() {
         )],
     )
     .await;
-    let (status, registered) = gateway
-        .try_call(
-            reqwest::Method::POST,
+    let registered = gateway
+        .create(
             "/register",
             MASTER_TOKEN,
             serde_json::json!({"tenant_name": "secrets", "email": "admin@secrets.example"}),
         )
-        .await
-        .expect("answer");
-    assert_eq!(status, 201);
+        .await;
     let token = registered["token"].as_str().expect("token").to_owned();
     let user_id = registered["user"]["id"].as_str().expect("id").to_owned();
-    let (status, created) = gateway
-        .try_call(
-            reqwest::Method::POST,
+    let created = gateway
+        .create(
             "/users",
             &token,
             serde_json::json!({"email": "user@secrets.example"}),
         )
-        .await
-        .expect("answer");
-    assert_eq!(status, 201);
+        .await;
     let user_token = created["token"].as_str().expect("token").to_owned();
-    let (status, rotated) = gateway
-        .try_call(
-            reqwest::Method::POST,
+    let rotated = gateway
+        .create(
             &format!("/users/{user_id}/token"),
             &token,
             serde_json::json!({}),
         )
-        .await
-        .expect("answer");
-    assert_eq!(status, 201);
+        .await;
     let new_token = rotated["token"].as_str().expect("token").to_owned();
-    let (status, device) = gateway
-        .try_call(
-            reqwest::Method::POST,
-            "/devices",
-            &new_token,
-            serde_json::json!({"name": "qr"}),
-        )
-        .await
-        .expect("answer");
-    assert_eq!(status, 201);
+    let device = gateway
+        .create("/devices", &new_token, serde_json::json!({"name": "qr"}))
+        .await;
     let device = device["device"]["id"].as_str().expect("id").to_owned();
     let (status, qr) = gateway
         .call(

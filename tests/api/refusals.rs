@@ -6,11 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use serde_json::json;
-use wa_sim::{CreateAccount, Fault, WaSim};
+use wa_sim::{Fault, WaSim};
 
-use crate::helpers::{Tenant, TestApp};
+use crate::helpers::{Tenant, TestApp, sim_account};
 
 const BANNED: &str = "5511900007001";
 const OUTDATED: &str = "5511900007002";
@@ -26,30 +25,14 @@ async fn logins(sim: &WaSim) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_stop_the_session_with_the_reason_and_no_loop() {
     let sim = WaSim::start().await.expect("wa-sim");
-    let phones = [BANNED, OUTDATED, REPLACED, REFUSED];
-    for phone in phones {
-        sim.control()
-            .create_account(&CreateAccount {
-                phone: phone.to_owned(),
-                ..Default::default()
-            })
-            .await
-            .expect("account");
+    let phones = [BANNED, OUTDATED, REPLACED, REFUSED].map(str::to_owned);
+    for phone in &phones {
+        sim_account(&sim, phone).await;
     }
     let app = TestApp::spawn_with_sim(&sim).await;
     let tenant: Tenant = app.register("refusals").await;
     let token = tenant.admin_token.clone();
-    let mut devices = Vec::new();
-    for phone in phones {
-        devices.push(app.create_device(&token, phone).await);
-    }
-    join_all(
-        devices
-            .iter()
-            .zip(phones)
-            .map(|(device, phone)| app.pair(&sim, &token, device, phone)),
-    )
-    .await;
+    let devices = app.pair_devices(&sim, &token, &phones).await;
 
     // WhatsApp refuses the next login of each account its own way, and the connections drop.
     for fault in [
