@@ -95,6 +95,21 @@ pub fn sorted(mut samples: Vec<f64>) -> Vec<f64> {
     samples
 }
 
+/// The most events that fall in any window of `window_ms` (times in milliseconds).
+fn peak_in_window(times_ms: &[u64], window_ms: u64) -> usize {
+    let mut times = times_ms.to_vec();
+    times.sort_unstable();
+    let mut start = 0;
+    let mut peak = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start] >= window_ms {
+            start += 1;
+        }
+        peak = peak.max(end - start + 1);
+    }
+    peak
+}
+
 fn round(value: f64, digits: i32) -> f64 {
     let factor = 10f64.powi(digits);
     (value * factor).round() / factor
@@ -695,6 +710,21 @@ async fn measure(
         .saturating_sub(before.handshake_count("ik"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_restored = restored.rss_kib()?;
+
+    // WhatsApp drops every connection at once: how the sessions come back over time.
+    control
+        .reset_stats()
+        .await
+        .map_err(|e| anyhow!("stats: {e:?}"))?;
+    control
+        .add_fault(&wa_sim::Fault::DropConnections { phone: None })
+        .await
+        .map_err(|e| anyhow!("faults: {e:?}"))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    restored.wait_connected(http, n as u64).await?;
+    let outage = control.stats().await.map_err(|e| anyhow!("stats: {e:?}"))?;
+    let reconnects = sorted(outage.login_times_ms.iter().map(|&ms| ms as f64).collect());
+    let peak_per_second = peak_in_window(&outage.login_times_ms, 1000);
     restored.terminate().await;
 
     let per_device =
@@ -715,6 +745,12 @@ async fn measure(
         "restore_seconds": round(restore_seconds, 2),
         "restore_repairs": repairs,
         "restore_ik_logins": ik_logins,
+        "reconnect_logins": reconnects.len(),
+        "reconnect_first_s": round(percentile(&reconnects, 0.0) / 1000.0, 2),
+        "reconnect_p50_s": round(percentile(&reconnects, 50.0) / 1000.0, 2),
+        "reconnect_p90_s": round(percentile(&reconnects, 90.0) / 1000.0, 2),
+        "reconnect_last_s": round(percentile(&reconnects, 100.0) / 1000.0, 2),
+        "reconnect_peak_per_second": peak_per_second,
         "concurrency": config.concurrency,
         "bare_rps": round(bare_rps, 0),
         "read_rps": round(read_rps, 0),

@@ -44,6 +44,13 @@ async fn benchmark_smoke_run() {
     assert_eq!(number("restore_repairs"), 0.0, "{report}");
     assert!(number("restore_ik_logins") >= 3.0, "{report}");
     assert_eq!(number("load_errors"), 0.0, "{report}");
+    // Every session came back after WhatsApp dropped them all, and no later than the last.
+    assert_eq!(number("reconnect_logins"), 3.0, "{report}");
+    assert!(
+        number("reconnect_last_s") >= number("reconnect_first_s"),
+        "{report}"
+    );
+    assert!(number("reconnect_peak_per_second") >= 1.0, "{report}");
     for key in [
         "rss_idle_kib",
         "rss_connected_kib",
