@@ -386,4 +386,25 @@ mod tests {
         assert!(!shown.contains("a-long-enough-master-token"));
         assert!(!shown.contains("s3cret"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn durations_round_trip_and_nothing_panics(ms in 0u64..10_000_000, raw in "\\PC{0,12}") {
+            proptest::prop_assert_eq!(parse_duration(&format!("{ms}ms")), Ok(Duration::from_millis(ms)));
+            proptest::prop_assert_eq!(parse_duration(&format!(" {ms}s ")), Ok(Duration::from_secs(ms)));
+            let _ = parse_duration(&raw);
+        }
+
+        #[test]
+        fn versions_round_trip_and_nothing_panics(
+            a in 0u32..100, b in 0u32..100_000, c in 0u32..u32::MAX, raw in "\\PC{0,24}"
+        ) {
+            proptest::prop_assert_eq!(parse_wa_version(&format!("{a}.{b}.{c}")), Ok((a, b, c)));
+            let _ = parse_wa_version(&raw);
+            let _ = is_loopback_url(&raw);
+            let password = format!("{raw}x");
+            let url = format!("postgres://u:{password}@h/db");
+            proptest::prop_assert_eq!(redact_url_password(&url), "postgres://u:***@h/db");
+        }
+    }
 }

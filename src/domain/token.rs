@@ -83,4 +83,16 @@ mod tests {
         let token = ApiToken::generate();
         assert!(!format!("{token:?}").contains(&token.reveal()));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_uuid_spelling_parses_and_garbage_does_not_panic(bytes in proptest::array::uniform16(0u8..), raw in "\\PC{0,48}") {
+            let uuid = Uuid::from_bytes(bytes);
+            for text in [uuid.hyphenated().to_string(), uuid.simple().to_string().to_uppercase()] {
+                let parsed = ApiToken::parse(&text).map(|t| t.hash());
+                proptest::prop_assert_eq!(parsed, Some(ApiToken(uuid).hash()));
+            }
+            let _ = ApiToken::parse(&raw);
+        }
+    }
 }

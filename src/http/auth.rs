@@ -318,4 +318,14 @@ mod tests {
         assert!(!master.matches("a-long-enough-master-tokeN"));
         assert!(!master.matches(""));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_value_is_answered_without_panicking(value in "[ -~]{0,80}") {
+            if let Ok(token) = credential(&parts(Some(&value))) {
+                proptest::prop_assert!(!token.is_empty());
+                proptest::prop_assert!(value.contains(token));
+            }
+        }
+    }
 }

@@ -334,4 +334,16 @@ mod tests {
         );
         assert!(parse_query::<Params>("refresh=true&limit=3&other=x").is_ok());
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes as a body or a query string: an answer, never a panic, and a refused
+        /// body always names where the problem is.
+        #[test]
+        fn arbitrary_bodies_and_queries_never_panic(bytes in proptest::collection::vec(0u8.., 0..200), query in "\\PC{0,80}") {
+            if let Err(err) = parse_json::<Body>(&bytes) {
+                proptest::prop_assert!(!field_of(err).is_empty());
+            }
+            let _ = parse_query::<std::collections::HashMap<String, String>>(&query);
+        }
+    }
 }
