@@ -24,6 +24,8 @@ async fn logins(sim: &WaSim) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_stop_the_session_with_the_reason_and_no_loop() {
+    // Events are counted from the start (the recorder is installed on first use).
+    let _ = wuts_gateway::metrics::handle();
     let sim = WaSim::start().await.expect("wa-sim");
     let phones = [BANNED, OUTDATED, REPLACED, REFUSED].map(str::to_owned);
     for phone in &phones {
@@ -86,6 +88,23 @@ async fn refusals_stop_the_session_with_the_reason_and_no_loop() {
         let error = status["last_error"].as_str().unwrap_or_default();
         assert!(error.contains(reason), "{device}: {status}");
         assert_eq!(status["connected"], false);
+    }
+
+    // Each event is counted by its kind (the metrics of this test process).
+    let metrics = app.get("/metrics").send().await.text;
+    for event in [
+        "temporary_ban",
+        "client_outdated",
+        "replaced",
+        "connect_failure",
+    ] {
+        let needle = format!("wuts_connection_events_total{{event=\"{event}\"}} ");
+        let count: f64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&needle))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(count >= 1.0, "{event} not counted: {metrics}");
     }
 
     // Requests are answered at once, not after a WhatsApp timeout.
