@@ -106,6 +106,8 @@ pub(crate) struct DeviceActor {
     pending_code_phone: Option<String>,
     /// Tells the client's transport that its next connection replaces an established one.
     reconnect: ReconnectSignal,
+    /// When a temporary ban ends: the session connects again by itself then.
+    retry_at: Option<tokio::time::Instant>,
 }
 
 impl DeviceActor {
@@ -131,6 +133,7 @@ impl DeviceActor {
             owns_lock: false,
             pending_code_phone: None,
             reconnect: ReconnectSignal::default(),
+            retry_at: None,
         }
     }
 
@@ -149,8 +152,19 @@ impl DeviceActor {
                         self.stop_client().await;
                         break;
                     };
+                    // Whatever the caller asks supersedes a pending retry.
+                    self.retry_at = None;
                     if self.on_command(command).await {
                         break;
+                    }
+                }
+                () = sleep_until_retry(self.retry_at), if self.retry_at.is_some() => {
+                    self.retry_at = None;
+                    if self.status() == SessionStatus::Disconnected {
+                        tracing::info!(device_id = %self.device, "temporary ban over; connecting again");
+                        if let Err(err) = self.connect().await {
+                            tracing::warn!(device_id = %self.device, error = %err, "reconnecting after a ban failed");
+                        }
                     }
                 }
             }
@@ -564,6 +578,10 @@ impl DeviceActor {
                 tracing::warn!(device_id = %self.device, code = ?ban.code, expire = ?ban.expire, "temporarily banned");
                 crate::metrics::connection_event("temporary_ban");
                 self.stop_client().await;
+                // Try again once the ban is over (a little after, so as not to knock early).
+                let wait =
+                    ban.expire.to_std().unwrap_or_default().min(MAX_BAN_WAIT) + BAN_RETRY_MARGIN;
+                self.retry_at = Some(tokio::time::Instant::now() + wait);
                 self.set_status(SessionStatus::Disconnected, |r| {
                     r.auto_connect = Some(false);
                     r.error = Some(format!(
@@ -695,6 +713,20 @@ impl DeviceActor {
         {
             tracing::error!(device_id = %self.device, error = %err, "recording session state failed");
         }
+    }
+}
+
+/// Longest a temporary ban is waited out before trying again (WhatsApp's bans last hours to days).
+const MAX_BAN_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long after a ban's announced end the session tries again.
+const BAN_RETRY_MARGIN: Duration = Duration::from_secs(1);
+
+/// Sleeps until `at` (never resolves without one).
+async fn sleep_until_retry(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

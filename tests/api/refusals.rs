@@ -143,3 +143,47 @@ async fn refusals_stop_the_session_with_the_reason_and_no_loop() {
     }
     assert_eq!(logins(&sim).await.0, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_comes_back_by_itself_when_its_ban_ends() {
+    let sim = WaSim::start().await.expect("wa-sim");
+    let phones = ["5511900007010".to_owned()];
+    sim_account(&sim, &phones[0]).await;
+    let app = TestApp::spawn_with_sim(&sim).await;
+    let tenant = app.register("short-ban").await;
+    let token = tenant.admin_token.clone();
+    let device = app.pair_devices(&sim, &token, &phones).await.remove(0);
+
+    sim.control()
+        .add_fault(&Fault::RefuseLogin {
+            phone: None,
+            reason: 402,
+            code: Some(101),
+            expire: Some(2),
+        })
+        .await
+        .expect("ban");
+    sim.control()
+        .add_fault(&Fault::DropConnections { phone: None })
+        .await
+        .expect("drop");
+    let banned = app.wait_status(&token, &device, "disconnected").await;
+    assert!(
+        banned["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("temporarily banned")),
+        "{banned}"
+    );
+    sim.control().clear_faults().await.expect("ban lifted");
+    sim.control().reset_stats().await.expect("reset");
+
+    // No one calls /connect: the session returns once the 2 s are over.
+    let started = Instant::now();
+    let back = app.wait_status(&token, &device, "connected").await;
+    assert!(back["last_error"].is_null(), "{back}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "retried before the ban ended"
+    );
+    assert_eq!(logins(&sim).await, (1, 0));
+}
