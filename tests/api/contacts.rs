@@ -401,25 +401,25 @@ async fn lookups_are_paced_per_device_then_refused() {
     });
     let answers = futures::future::join_all(calls).await;
     let mut done: Vec<Duration> = Vec::new();
-    let mut refused = 0;
+    let mut refused: Vec<Duration> = Vec::new();
     for (answer, elapsed) in &answers {
         match answer.status.as_u16() {
             200 => done.push(*elapsed),
             429 => {
                 answer.assert_error(429, "RATE_LIMITED");
                 assert!(answer.headers.contains_key("retry-after"));
-                // Refused at once, not after waiting.
-                assert!(*elapsed < Duration::from_millis(400), "{elapsed:?}");
-                refused += 1;
+                refused.push(*elapsed);
             }
             other => panic!("unexpected {other}: {}", answer.text),
         }
     }
-    assert_eq!((done.len(), refused), (4, 2), "{answers:?}");
+    assert_eq!((done.len(), refused.len()), (4, 2), "{answers:?}");
     done.sort();
     // The two beyond the burst waited their turn: about 0.5 s and 1 s.
     assert!(done[2] >= Duration::from_millis(450), "{done:?}");
     assert!(done[3] >= Duration::from_millis(950), "{done:?}");
+    // The refused were answered at once, before any queued call had its turn.
+    assert!(refused.iter().all(|r| *r < done[2]), "{refused:?} {done:?}");
     // Only what was let through reached WhatsApp.
     assert_eq!(s.usync_count().await, 4);
     // Reads and blocks of known contacts are not paced.
