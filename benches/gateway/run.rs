@@ -314,6 +314,31 @@ async fn pair_all(
     results.into_iter().collect()
 }
 
+/// Registers a tenant with the master token: its admin's API, and the tenant's id.
+async fn register(http: &reqwest::Client, gateway: &Gateway, name: &str) -> Result<(Api, String)> {
+    let registered: Value = http
+        .post(format!("{}/register", gateway.base))
+        .bearer_auth(MASTER_TOKEN)
+        .json(&json!({"tenant_name": name, "email": format!("admin@{name}.example")}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let field = |pointer: &str| {
+        registered
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no {pointer}: {registered}"))
+    };
+    let api = Api {
+        http: http.clone(),
+        base: gateway.base.clone(),
+        token: field("/token")?,
+    };
+    Ok((api, field("/tenant/id")?))
+}
+
 /// Requests per second and latencies of `GET path` with `concurrency` in flight for `seconds`.
 async fn load(api: &Api, path: &str, concurrency: usize, seconds: f64) -> (f64, Vec<f64>, u64) {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
@@ -519,23 +544,7 @@ async fn measure(
     // Idle gateway.
     let gateway = Gateway::start(config, database_url, sim.ws_url())?;
     gateway.wait_ready(http).await?;
-    let register: Value = http
-        .post(format!("{}/register", gateway.base))
-        .bearer_auth(MASTER_TOKEN)
-        .json(&json!({"tenant_name": "bench", "email": "bench@bench.example"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = register["token"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no token: {register}"))?
-        .to_owned();
-    let api = Api {
-        http: http.clone(),
-        base: gateway.base.clone(),
-        token,
-    };
+    let api = register(http, &gateway, "bench").await?.0;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle = gateway.rss_kib()?;
 
@@ -579,6 +588,29 @@ async fn measure(
         config.seconds,
     )
     .await;
+
+    // One tenant floods (its own budget: 100 per second, burst 200) while another makes one
+    // request at a time: the quiet tenant's latency alone, then during the flood.
+    let (quiet, _) = register(http, &gateway, "quiet").await?;
+    let (flood, flood_id) = register(http, &gateway, "flood").await?;
+    let budget = http
+        .patch(format!("{}/global/tenants/{flood_id}", gateway.base))
+        .bearer_auth(MASTER_TOKEN)
+        .json(&json!({"rate_rps": 100, "rate_burst": 200}))
+        .send()
+        .await?;
+    if !budget.status().is_success() {
+        bail!("flood budget: {}", budget.status());
+    }
+    let (_, quiet_alone, _) = load(&quiet, "/user/devices", 1, config.seconds).await;
+    let (flooded, flooding) = tokio::join!(
+        load(&quiet, "/user/devices", 1, config.seconds),
+        load(&flood, "/user/devices", config.concurrency, config.seconds),
+    );
+    let (_, quiet_flooded, quiet_errors) = flooded;
+    let (flood_ok_rps, _, flood_refused) = flooding;
+    let quiet_alone = sorted(quiet_alone);
+    let quiet_flooded = sorted(quiet_flooded);
 
     // Resolve: 160 known to the store (after one warm-up that teaches them), then 160 unknown.
     let resolve = |jids: &[String]| json!({"jids": jids, "device_id": device});
@@ -731,7 +763,21 @@ async fn measure(
         |rss: u64, count: usize| round((rss.saturating_sub(rss_idle)) as f64 / count as f64, 1);
     let block_p50 = percentile(&gateway_block, 50.0);
     let block_direct_p50 = percentile(&direct_block, 50.0);
-    Ok(json!({
+    let faults = json!({
+        "tenant_quiet_p50_ms": round(percentile(&quiet_alone, 50.0), 3),
+        "tenant_quiet_flooded_p50_ms": round(percentile(&quiet_flooded, 50.0), 3),
+        "tenant_quiet_flooded_p99_ms": round(percentile(&quiet_flooded, 99.0), 3),
+        "tenant_quiet_errors": quiet_errors,
+        "tenant_flood_ok_rps": round(flood_ok_rps, 0),
+        "tenant_flood_refused": flood_refused,
+        "reconnect_logins": reconnects.len(),
+        "reconnect_first_s": round(percentile(&reconnects, 0.0) / 1000.0, 2),
+        "reconnect_p50_s": round(percentile(&reconnects, 50.0) / 1000.0, 2),
+        "reconnect_p90_s": round(percentile(&reconnects, 90.0) / 1000.0, 2),
+        "reconnect_last_s": round(percentile(&reconnects, 100.0) / 1000.0, 2),
+        "reconnect_peak_per_second": peak_per_second,
+    });
+    let mut report = json!({
         "devices": n,
         "devices_small": small,
         "rss_idle_kib": rss_idle,
@@ -745,12 +791,6 @@ async fn measure(
         "restore_seconds": round(restore_seconds, 2),
         "restore_repairs": repairs,
         "restore_ik_logins": ik_logins,
-        "reconnect_logins": reconnects.len(),
-        "reconnect_first_s": round(percentile(&reconnects, 0.0) / 1000.0, 2),
-        "reconnect_p50_s": round(percentile(&reconnects, 50.0) / 1000.0, 2),
-        "reconnect_p90_s": round(percentile(&reconnects, 90.0) / 1000.0, 2),
-        "reconnect_last_s": round(percentile(&reconnects, 100.0) / 1000.0, 2),
-        "reconnect_peak_per_second": peak_per_second,
         "concurrency": config.concurrency,
         "bare_rps": round(bare_rps, 0),
         "read_rps": round(read_rps, 0),
@@ -773,7 +813,11 @@ async fn measure(
             let direct = percentile(&direct_wan, 50.0);
             if direct > 0.0 { percentile(&gateway_wan, 50.0) / direct } else { 0.0 }
         }, 3),
-    }))
+    });
+    if let (Some(report), Value::Object(more)) = (report.as_object_mut(), faults) {
+        report.extend(more);
+    }
+    Ok(report)
 }
 
 async fn drop_database(url: &str, name: &str) {

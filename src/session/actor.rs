@@ -582,8 +582,8 @@ impl DeviceActor {
                 let wait =
                     ban.expire.to_std().unwrap_or_default().min(MAX_BAN_WAIT) + BAN_RETRY_MARGIN;
                 self.retry_at = Some(tokio::time::Instant::now() + wait);
+                // Still wanted: a restart during the ban tries once (and learns the ban again).
                 self.set_status(SessionStatus::Disconnected, |r| {
-                    r.auto_connect = Some(false);
                     r.error = Some(format!(
                         "temporarily banned by WhatsApp ({:?}) for {} s",
                         ban.code,

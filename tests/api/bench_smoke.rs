@@ -44,6 +44,10 @@ async fn benchmark_smoke_run() {
     assert_eq!(number("restore_repairs"), 0.0, "{report}");
     assert!(number("restore_ik_logins") >= 3.0, "{report}");
     assert_eq!(number("load_errors"), 0.0, "{report}");
+    // The flooding tenant is held to its budget; the quiet one is never refused.
+    assert!(number("tenant_flood_refused") > 0.0, "{report}");
+    assert_eq!(number("tenant_quiet_errors"), 0.0, "{report}");
+    assert!(number("tenant_quiet_flooded_p50_ms") > 0.0, "{report}");
     // Every session came back after WhatsApp dropped them all, and no later than the last.
     assert_eq!(number("reconnect_logins"), 3.0, "{report}");
     assert!(
