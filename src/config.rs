@@ -97,6 +97,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WUTS_HEADER_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// Origins whose browser pages may call the API (comma-separated, e.g.
+    /// `https://app.example.com`; `*` for any). Empty: no CORS headers, browsers refuse
+    /// cross-origin calls.
+    #[arg(long, env = "WUTS_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "WUTS_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -226,6 +232,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("request_timeout", &self.request_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_limit", &self.body_limit)
+            .field("cors_origins", &self.cors_origins)
             .field("tenant_rps", &self.tenant_rps)
             .field("tenant_burst", &self.tenant_burst)
             .field("auth_cache_ttl", &self.auth_cache_ttl)
@@ -255,6 +262,19 @@ impl ServeArgs {
         }
         if self.request_timeout.is_zero() {
             return Err("WUTS_REQUEST_TIMEOUT must be greater than 0".to_owned());
+        }
+        for origin in &self.cors_origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && axum::http::HeaderValue::from_str(origin).is_ok()
+                    && !origin
+                        .trim_end_matches('/')
+                        .contains(|c: char| c.is_whitespace()));
+            if !valid {
+                return Err(format!(
+                    "WUTS_CORS_ORIGINS: `{origin}` is not an origin such as https://app.example.com (or *)"
+                ));
+            }
         }
         if self.header_read_timeout.is_zero() {
             return Err("WUTS_HEADER_READ_TIMEOUT must be greater than 0".to_owned());

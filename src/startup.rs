@@ -88,6 +88,7 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
         HttpLimits {
             request_timeout: config.request_timeout,
             body_limit: config.body_limit,
+            cors_origins: config.cors_origins.clone(),
         },
     );
     Ok(Gateway { router, sessions })

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, Response};
+use axum::http::{HeaderName, HeaderValue, Method, Response};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -30,16 +30,53 @@ use state::AppState;
 /// The header that carries the request id (echoed when the client sent one).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Limits applied to every request.
-#[derive(Debug, Clone, Copy)]
+/// Limits applied to every request, and the origins allowed to call from a browser.
+#[derive(Debug, Clone, Default)]
 pub struct HttpLimits {
     pub request_timeout: Duration,
     pub body_limit: usize,
+    pub cors_origins: Vec<String>,
 }
 
 /// The whole API with its layers, ready to serve.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     with_layers(routes::api_router(), limits).with_state(state)
+}
+
+/// Lets browser pages from `origins` call the API (CORS). No origins: no layer, no CORS headers
+/// at all.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                REQUEST_ID,
+            ])
+            .expose_headers([REQUEST_ID, axum::http::header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Adds the fallbacks and the layer stack every route gets: request id, trace span, panic
@@ -48,7 +85,8 @@ pub fn with_layers<S>(routes: Router<S>, limits: HttpLimits) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    routes
+    let cors = cors_layer(&limits.cors_origins);
+    let routes = routes
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.body_limit))
@@ -68,7 +106,13 @@ where
                         .latency_unit(tower_http::LatencyUnit::Micros),
                 )
                 .on_failure(()),
-        )
+        );
+    // Inside the request-id layers, so that preflight answers carry an id too.
+    let routes = match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -147,6 +191,7 @@ mod tests {
         HttpLimits {
             request_timeout: Duration::from_millis(50),
             body_limit: 1024,
+            cors_origins: Vec::new(),
         }
     }
 

@@ -76,3 +76,52 @@ async fn slow_headers_are_cut_off_and_prompt_clients_served() {
         .expect("server task");
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+/// A browser's preflight for `GET /devices` from `origin`: the allowed origin it is answered, if
+/// any.
+async fn preflight(app: &TestApp, origin: &str) -> Option<String> {
+    let answer = app
+        .call(axum::http::Method::OPTIONS, "/devices")
+        .header("origin", origin)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await;
+    answer
+        .headers
+        .get("access-control-allow-origin")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn cors_is_off_unless_origins_are_configured() {
+    let closed = TestApp::spawn().await;
+    assert_eq!(preflight(&closed, "https://app.example").await, None);
+
+    let open = TestApp::spawn_with(|config| {
+        config.cors_origins = vec!["https://app.example".to_owned()];
+    })
+    .await;
+    assert_eq!(
+        preflight(&open, "https://app.example").await.as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(preflight(&open, "https://evil.example").await, None);
+    // Actual calls from the allowed origin carry the header too, and keep their envelope.
+    let tenant = open.register("cors").await;
+    let answer = open
+        .get("/devices")
+        .token(&tenant.admin_token)
+        .header("origin", "https://app.example")
+        .send()
+        .await;
+    answer.assert_status(200);
+    assert_eq!(
+        answer
+            .headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://app.example")
+    );
+}
