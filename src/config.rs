@@ -30,6 +30,81 @@ pub enum Command {
     /// Tenant administration without the master token.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Maintenance of the stored WhatsApp key material.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Rewrite every device's key material as the configured store key seals it: seals rows
+    /// written in clear, moves rows sealed with a previous key (WUTS_STORE_KEY_PREVIOUS) to
+    /// WUTS_STORE_KEY, or, with no WUTS_STORE_KEY, writes them back in clear. Safe while
+    /// gateways run; exits non-zero if a row opens with no configured key.
+    Reseal(StoreResealArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreResealArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub keys: StoreKeyArgs,
+}
+
+/// The keys that seal WhatsApp key material in PostgreSQL.
+#[derive(Clone, Default, Args)]
+pub struct StoreKeyArgs {
+    /// Key sealing the WhatsApp key material stored in PostgreSQL (Signal sessions, pre-keys,
+    /// the device's identity and noise keys, app-state keys): 32 random bytes as 64 hex digits
+    /// or base64 (`openssl rand -hex 32`). Unset: stored in clear. Rows written before it was
+    /// set stay readable and are sealed when next written, or at once by `wuts store reseal`.
+    #[arg(long, env = "WUTS_STORE_KEY", hide_env_values = true)]
+    pub store_key: Option<String>,
+
+    /// Keys that sealed rows before the current one (comma-separated): still opened, never
+    /// used to seal. Keep them until `wuts store reseal` has run.
+    #[arg(
+        long,
+        env = "WUTS_STORE_KEY_PREVIOUS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub store_key_previous: Vec<String>,
+}
+
+impl StoreKeyArgs {
+    /// The sealer these keys describe; the error names the setting, never the key.
+    pub fn sealer(&self) -> Result<wuts_wa_store::Sealer, String> {
+        use wuts_wa_store::StoreKey;
+        let current = self
+            .store_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+            .map(StoreKey::parse)
+            .transpose()
+            .map_err(|e| format!("WUTS_STORE_KEY: {e}"))?;
+        let previous = self
+            .store_key_previous
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .enumerate()
+            .map(|(i, k)| {
+                StoreKey::parse(k)
+                    .map_err(|e| format!("WUTS_STORE_KEY_PREVIOUS (key {}): {e}", i + 1))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(wuts_wa_store::Sealer::new(current, previous))
+    }
+}
+
+impl std::fmt::Debug for StoreKeyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreKeyArgs")
+            .field("store_key", &self.store_key.as_ref().map(|_| "<redacted>"))
+            .field("store_key_previous", &self.store_key_previous.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +204,9 @@ pub struct ServeArgs {
     /// How long graceful shutdown waits for in-flight requests before closing them.
     #[arg(long, env = "WUTS_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    #[command(flatten)]
+    pub store_keys: StoreKeyArgs,
 
     #[command(flatten)]
     pub whatsapp: WhatsAppArgs,
@@ -238,6 +316,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("auth_cache_ttl", &self.auth_cache_ttl)
             .field("auth_cache_capacity", &self.auth_cache_capacity)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("store_keys", &self.store_keys)
             .field("whatsapp", &self.whatsapp)
             .finish()
     }
@@ -276,6 +355,7 @@ impl ServeArgs {
                 ));
             }
         }
+        self.store_keys.sealer()?;
         if self.header_read_timeout.is_zero() {
             return Err("WUTS_HEADER_READ_TIMEOUT must be greater than 0".to_owned());
         }

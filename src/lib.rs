@@ -22,7 +22,7 @@ pub mod telemetry;
 
 use std::process::ExitCode;
 
-use config::{Cli, Command, TenantCommand};
+use config::{Cli, Command, StoreCommand, TenantCommand};
 use domain::{Email, Role, TenantName};
 
 /// Runs the command the user asked for. Errors are printed as one line.
@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(db)) => migrate(db).await,
         Some(Command::Tenant(TenantCommand::Create(args))) => create_tenant(args).await,
+        Some(Command::Store(StoreCommand::Reseal(args))) => reseal(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,6 +53,46 @@ async fn migrate(db: config::DatabaseArgs) -> anyhow::Result<()> {
     let pool = startup::open_database(&db.database_url, 2).await?;
     pool.close().await;
     eprintln!("migrations applied");
+    Ok(())
+}
+
+async fn reseal(args: config::StoreResealArgs) -> anyhow::Result<()> {
+    let sealer = args.keys.sealer().map_err(anyhow::Error::msg)?;
+    let pool = startup::open_database(&args.database.database_url, 2).await?;
+    let report = wuts_wa_store::PgStore::reseal(&pool, &sealer).await;
+    pool.close().await;
+    let report = report?;
+    let columns: Vec<serde_json::Value> = report
+        .columns
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "column": c.column,
+                "examined": c.examined,
+                "rewritten": c.rewritten,
+                "changed_meanwhile": c.raced,
+                "unreadable": c.unreadable.len(),
+            })
+        })
+        .collect();
+    let shown = serde_json::json!({
+        "store_key": sealer.current_key_id(),
+        "rewritten": report.rewritten(),
+        "unreadable": report.unreadable(),
+        "columns": columns,
+    });
+    println!("{shown}");
+    for column in &report.columns {
+        for (device, why) in &column.unreadable {
+            eprintln!("device {device}: {why}");
+        }
+    }
+    if report.unreadable() > 0 {
+        anyhow::bail!(
+            "{} rows do not open with the configured keys and were left as they are",
+            report.unreadable()
+        );
+    }
     Ok(())
 }
 

@@ -60,10 +60,15 @@ const TEST_SERVER_VERSION: (u32, u32, u32) = (2, 3000, 1_000_000);
 pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> {
     let lock_options =
         PgConnectOptions::from_str(&config.database.database_url).context("DATABASE_URL")?;
+    let sealer = config.store_keys.sealer().map_err(anyhow::Error::msg)?;
+    match sealer.current_key_id() {
+        Some(id) => tracing::info!(store_key = %id, "WhatsApp key material sealed at rest"),
+        None => tracing::info!("WhatsApp key material stored in clear (WUTS_STORE_KEY unset)"),
+    }
     let sessions = SessionPool::start(
         pool.clone(),
         session_config(config),
-        Arc::new(PgKeyStore::new(pool.clone())),
+        Arc::new(PgKeyStore::new(pool.clone(), Arc::new(sealer))),
         lock_options,
     )
     .await

@@ -239,7 +239,16 @@ impl DeviceActor {
                 "the device is not paired: pair it with GET /qr or POST /paircode".to_owned(),
             ));
         }
-        self.start_client(false).await?;
+        if let Err(err) = self.start_client(false).await {
+            if let SessionError::Keys(reason) = &err {
+                tracing::error!(device_id = %self.device, error = %reason, "cannot start the session");
+                self.set_status(SessionStatus::Disconnected, |r| {
+                    r.error = Some(reason.clone());
+                })
+                .await;
+            }
+            return Err(err);
+        }
         self.set_status(SessionStatus::Connecting, |r| {
             r.auto_connect = Some(true);
             r.clear_error = true;
@@ -414,10 +423,17 @@ impl DeviceActor {
         if let Some(version) = config.wa_version {
             builder = builder.with_version(version);
         }
-        let bot = builder
-            .build()
-            .await
-            .map_err(|err| SessionError::Internal(err.into()))?;
+        let bot = builder.build().await.map_err(|err| match &err {
+            whatsapp_rust::bot::BotBuilderError::Store(store) => {
+                match wuts_wa_store::seal::SealError::find(store) {
+                    Some(seal) => SessionError::Keys(format!(
+                        "the device's stored keys cannot be read: {seal}"
+                    )),
+                    None => SessionError::Internal(err.into()),
+                }
+            }
+            _ => SessionError::Internal(err.into()),
+        })?;
         self.raw_nodes = Some(bot.client().acquire_raw_node_forwarding());
         self.bot = Some(bot.spawn());
         crate::metrics::session_started(pairing);

@@ -5,26 +5,28 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::PgPool;
 use wacore::store::traits::Backend;
-use wuts_wa_store::PgStore;
+use wuts_wa_store::{PgStore, Sealer};
 
 use super::pool::KeyStore;
 use crate::domain::DeviceId;
 
-/// Every device's whatsapp-rust state, on the gateway's pool.
+/// Every device's whatsapp-rust state, on the gateway's pool, its key material sealed by
+/// `sealer` (see `wuts_wa_store::seal`).
 pub struct PgKeyStore {
     pool: PgPool,
+    sealer: Arc<Sealer>,
 }
 
 impl PgKeyStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, sealer: Arc<Sealer>) -> Self {
+        Self { pool, sealer }
     }
 }
 
 #[async_trait]
 impl KeyStore for PgKeyStore {
     fn backend(&self, device: DeviceId) -> Arc<dyn Backend> {
-        Arc::new(PgStore::new(self.pool.clone(), device.0))
+        Arc::new(PgStore::new(self.pool.clone(), device.0).with_sealer(self.sealer.clone()))
     }
 
     async fn has_credentials(&self, device: DeviceId) -> anyhow::Result<bool> {

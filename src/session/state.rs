@@ -140,6 +140,10 @@ pub enum SessionError {
     /// (`RATE_LIMITED`).
     #[error("too many WhatsApp lookups or participant changes for this device")]
     Paced { retry_after_secs: u64 },
+    /// The device's stored keys do not open with the configured store keys
+    /// (`DEVICE_NOT_READY`; the reason names the key id, never the key).
+    #[error("{0}")]
+    Keys(String),
     /// Anything else (`INTERNAL_ERROR`).
     #[error("session failure")]
     Internal(#[source] anyhow::Error),
@@ -149,7 +153,7 @@ impl From<SessionError> for crate::http::error::ApiError {
     fn from(err: SessionError) -> Self {
         use crate::http::error::ApiError;
         match err {
-            SessionError::NotReady(m) => ApiError::DeviceNotReady(m),
+            SessionError::NotReady(m) | SessionError::Keys(m) => ApiError::DeviceNotReady(m),
             SessionError::Conflict(m) => ApiError::Conflict(m),
             SessionError::Timeout => {
                 ApiError::WhatsappTimeout("WhatsApp did not answer in time".to_owned())

@@ -8,12 +8,12 @@ use wacore::appstate::processor::AppStateMutationMAC;
 use wacore::store::error::Result;
 use wacore::store::traits::{AppStateSyncKey, AppSyncStore};
 
-use crate::{PgStore, db, last_wins, serde};
+use crate::{Column, PgStore, db, last_wins, serde};
 
 #[async_trait]
 impl AppSyncStore for PgStore {
     async fn get_sync_key(&self, key_id: &[u8]) -> Result<Option<AppStateSyncKey>> {
-        Ok(sqlx::query!(
+        sqlx::query!(
             r#"SELECT key_data, fingerprint, timestamp FROM wa_app_sync_keys
                WHERE device_id = $1 AND key_id = $2"#,
             self.device,
@@ -22,15 +22,19 @@ impl AppSyncStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?
-        .map(|row| AppStateSyncKey {
-            key_data: row.key_data,
-            fingerprint: row.fingerprint,
-            timestamp: row.timestamp,
-        }))
+        .map(|row| {
+            Ok(AppStateSyncKey {
+                key_data: self.open(Column::AppSyncKey, key_id, row.key_data)?,
+                fingerprint: row.fingerprint,
+                timestamp: row.timestamp,
+            })
+        })
+        .transpose()
     }
 
     async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {
         // Re-setting a key makes it the latest again: `seq` moves on every write.
+        let key_data = self.seal(Column::AppSyncKey, key_id, &key.key_data)?;
         sqlx::query!(
             r#"INSERT INTO wa_app_sync_keys (device_id, key_id, key_data, fingerprint, timestamp)
                VALUES ($1, $2, $3, $4, $5)
@@ -39,7 +43,7 @@ impl AppSyncStore for PgStore {
                    timestamp = excluded.timestamp, seq = nextval('wa_app_sync_keys_seq')"#,
             self.device,
             key_id,
-            key.key_data,
+            &*key_data,
             key.fingerprint,
             key.timestamp,
         )

@@ -6,18 +6,19 @@ use wacore::store::Device;
 use wacore::store::error::Result;
 use wacore::store::traits::DeviceStore;
 
-use crate::{PgStore, db, serde};
+use crate::{Column, PgStore, db, serde};
 
 impl PgStore {
     async fn write_device(&self, device: &Device) -> Result<()> {
-        let data = serde_json::to_vec(device).map_err(serde)?;
+        let json = serde_json::to_vec(device).map_err(serde)?;
+        let data = self.seal(Column::Device, b"", &json)?;
         let pn = device.pn.as_ref().map(ToString::to_string);
         sqlx::query!(
             r#"INSERT INTO wa_devices (device_id, data, pn) VALUES ($1, $2, $3)
                ON CONFLICT (device_id)
                DO UPDATE SET data = excluded.data, pn = excluded.pn, updated_at = now()"#,
             self.device,
-            data,
+            &*data,
             pn,
         )
         .execute(&self.pool)
@@ -41,7 +42,10 @@ impl DeviceStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?
-        .map(|data| serde_json::from_slice(&data).map_err(serde))
+        .map(|data| {
+            let json = self.open(Column::Device, b"", data)?;
+            serde_json::from_slice(&json).map_err(serde)
+        })
         .transpose()
     }
 
@@ -58,12 +62,13 @@ impl DeviceStore for PgStore {
     /// Creates the device record with fresh keys, unless one exists. whatsapp-rust only uses the
     /// returned number for logging; the gateway's device is identified by its UUID.
     async fn create(&self) -> Result<i32> {
-        let data = serde_json::to_vec(&Device::new()).map_err(serde)?;
+        let json = serde_json::to_vec(&Device::new()).map_err(serde)?;
+        let data = self.seal(Column::Device, b"", &json)?;
         sqlx::query!(
             r#"INSERT INTO wa_devices (device_id, data) VALUES ($1, $2)
                ON CONFLICT (device_id) DO NOTHING"#,
             self.device,
-            data,
+            &*data,
         )
         .execute(&self.pool)
         .await

@@ -16,11 +16,19 @@ mod app_sync;
 mod device;
 mod msg_secret;
 mod protocol;
+mod reseal;
+pub mod seal;
 mod signal;
+
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use sqlx::PgPool;
 use uuid::Uuid;
 use wacore::store::error::StoreError;
+
+pub use reseal::ResealReport;
+pub use seal::{Column, Sealer, StoreKey};
 
 /// How many LID mappings whatsapp-rust is handed when it warms its cache at connect. Its cache
 /// is unbounded and never evicts; mappings beyond these (the least recently updated) are still
@@ -33,6 +41,7 @@ pub struct PgStore {
     pool: PgPool,
     device: Uuid,
     lid_warm_up_limit: i64,
+    sealer: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -50,6 +59,41 @@ impl PgStore {
             pool,
             device,
             lid_warm_up_limit: DEFAULT_LID_WARM_UP_LIMIT,
+            sealer: Arc::default(),
+        }
+    }
+
+    /// Seals key material with `sealer` (see [`seal`]); the default writes plaintext.
+    pub fn with_sealer(mut self, sealer: Arc<Sealer>) -> Self {
+        self.sealer = sealer;
+        self
+    }
+
+    /// `plain` as it is stored in `column` at `row`.
+    pub(crate) fn seal<'a>(
+        &self,
+        column: Column,
+        row: &[u8],
+        plain: &'a [u8],
+    ) -> Result<Cow<'a, [u8]>, StoreError> {
+        Ok(self.sealer.seal(self.place(column, row), plain)?)
+    }
+
+    /// The plaintext of what is stored in `column` at `row`.
+    pub(crate) fn open(
+        &self,
+        column: Column,
+        row: &[u8],
+        stored: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        Ok(self.sealer.open(self.place(column, row), stored)?)
+    }
+
+    fn place<'a>(&self, column: Column, row: &'a [u8]) -> seal::Place<'a> {
+        seal::Place {
+            column,
+            device: self.device,
+            row,
         }
     }
 

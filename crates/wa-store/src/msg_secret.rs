@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use wacore::store::error::{Result, StoreError};
 use wacore::store::traits::{MsgSecretEntry, MsgSecretStore};
 
-use crate::{PgStore, db};
+use crate::{Column, PgStore, db};
 
 #[async_trait]
 impl MsgSecretStore for PgStore {
@@ -46,7 +46,13 @@ impl MsgSecretStore for PgStore {
         let chats: Vec<String> = merged.iter().map(|e| e.chat.to_string()).collect();
         let senders: Vec<String> = merged.iter().map(|e| e.sender.to_string()).collect();
         let ids: Vec<String> = merged.iter().map(|e| e.msg_id.to_string()).collect();
-        let secrets: Vec<Vec<u8>> = merged.iter().map(|e| e.secret.to_vec()).collect();
+        let secrets = merged
+            .iter()
+            .map(|e| {
+                let row = secret_row(&e.chat, &e.sender, &e.msg_id);
+                Ok(self.seal(Column::MsgSecret, &row, &e.secret)?.into_owned())
+            })
+            .collect::<Result<Vec<Vec<u8>>>>()?;
         let expires: Vec<i64> = merged.iter().map(|e| e.expires_at).collect();
         let times: Vec<i64> = merged.iter().map(|e| e.message_ts).collect();
         sqlx::query!(
@@ -102,9 +108,19 @@ impl MsgSecretStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
+        let row = match row {
+            Some(row) => {
+                let place = secret_row(chat, sender, msg_id);
+                Some((
+                    self.open(Column::MsgSecret, &place, row.secret)?,
+                    row.message_ts,
+                ))
+            }
+            None => None,
+        };
         match row {
-            Some(row) if row.secret.len() == wacore::reporting_token::MESSAGE_SECRET_SIZE => {
-                Ok(Some((row.secret, row.message_ts)))
+            Some((secret, ts)) if secret.len() == wacore::reporting_token::MESSAGE_SECRET_SIZE => {
+                Ok(Some((secret, ts)))
             }
             Some(_) => Err(StoreError::Validation(
                 "stored message secret has the wrong size".to_owned(),
@@ -125,4 +141,9 @@ impl MsgSecretStore for PgStore {
         .map_err(db)?;
         Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
     }
+}
+
+/// The row key of a message secret in the sealed value's associated data.
+fn secret_row(chat: &str, sender: &str, msg_id: &str) -> Vec<u8> {
+    [chat.as_bytes(), sender.as_bytes(), msg_id.as_bytes()].join(&0u8)
 }

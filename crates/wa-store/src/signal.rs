@@ -7,7 +7,7 @@ use bytes::Bytes;
 use wacore::store::error::{Result, StoreError};
 use wacore::store::traits::SignalStore;
 
-use crate::{PgStore, db, last_wins, to_u32};
+use crate::{Column, PgStore, db, last_wins, to_u32};
 
 fn identity_key(bytes: Vec<u8>) -> Result<[u8; 32]> {
     bytes
@@ -87,7 +87,7 @@ impl SignalStore for PgStore {
     }
 
     async fn get_session(&self, address: &str) -> Result<Option<Bytes>> {
-        Ok(sqlx::query_scalar!(
+        sqlx::query_scalar!(
             "SELECT record FROM wa_sessions WHERE device_id = $1 AND address = $2",
             self.device,
             address
@@ -95,16 +95,24 @@ impl SignalStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?
-        .map(Bytes::from))
+        .map(|record| {
+            Ok(Bytes::from(self.open(
+                Column::Session,
+                address.as_bytes(),
+                record,
+            )?))
+        })
+        .transpose()
     }
 
     async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
+        let record = self.seal(Column::Session, address.as_bytes(), session)?;
         sqlx::query!(
             r#"INSERT INTO wa_sessions (device_id, address, record) VALUES ($1, $2, $3)
                ON CONFLICT (device_id, address) DO UPDATE SET record = excluded.record"#,
             self.device,
             address,
-            session,
+            &*record,
         )
         .execute(&self.pool)
         .await
@@ -118,7 +126,10 @@ impl SignalStore for PgStore {
         }
         let latest = last_wins(sessions.iter().map(|(a, r)| (a.as_ref(), r)));
         let addresses: Vec<String> = latest.iter().map(|(a, _)| (*a).to_owned()).collect();
-        let records: Vec<Vec<u8>> = latest.iter().map(|(_, r)| r.to_vec()).collect();
+        let records = latest
+            .iter()
+            .map(|(a, r)| Ok(self.seal(Column::Session, a.as_bytes(), r)?.into_owned()))
+            .collect::<Result<Vec<Vec<u8>>>>()?;
         sqlx::query!(
             r#"INSERT INTO wa_sessions (device_id, address, record)
                SELECT $1, * FROM UNNEST($2::text[], $3::bytea[])
@@ -177,13 +188,14 @@ impl SignalStore for PgStore {
     }
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
+        let record = self.seal(Column::PreKey, &id.to_be_bytes(), record)?;
         sqlx::query!(
             r#"INSERT INTO wa_prekeys (device_id, id, record, uploaded) VALUES ($1, $2, $3, $4)
                ON CONFLICT (device_id, id)
                DO UPDATE SET record = excluded.record, uploaded = excluded.uploaded"#,
             self.device,
             i64::from(id),
-            record,
+            &*record,
             uploaded,
         )
         .execute(&self.pool)
@@ -198,7 +210,14 @@ impl SignalStore for PgStore {
         }
         let latest = last_wins(keys.iter().map(|(id, r)| (*id, r)));
         let ids: Vec<i64> = latest.iter().map(|(id, _)| i64::from(*id)).collect();
-        let records: Vec<Vec<u8>> = latest.iter().map(|(_, r)| r.to_vec()).collect();
+        let records = latest
+            .iter()
+            .map(|(id, r)| {
+                Ok(self
+                    .seal(Column::PreKey, &id.to_be_bytes(), r)?
+                    .into_owned())
+            })
+            .collect::<Result<Vec<Vec<u8>>>>()?;
         sqlx::query!(
             r#"INSERT INTO wa_prekeys (device_id, id, record, uploaded)
                SELECT $1, k.id, k.record, $4 FROM UNNEST($2::bigint[], $3::bytea[]) AS k(id, record)
@@ -216,7 +235,7 @@ impl SignalStore for PgStore {
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
-        Ok(sqlx::query_scalar!(
+        sqlx::query_scalar!(
             "SELECT record FROM wa_prekeys WHERE device_id = $1 AND id = $2",
             self.device,
             i64::from(id)
@@ -224,7 +243,11 @@ impl SignalStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?
-        .map(Bytes::from))
+        .map(|record| {
+            let plain = self.open(Column::PreKey, &id.to_be_bytes(), record)?;
+            Ok(Bytes::from(plain))
+        })
+        .transpose()
     }
 
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
@@ -242,7 +265,9 @@ impl SignalStore for PgStore {
         .map_err(db)?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in rows {
-            found.insert(to_u32(row.id)?, Bytes::from(row.record));
+            let id = to_u32(row.id)?;
+            let plain = self.open(Column::PreKey, &id.to_be_bytes(), row.record)?;
+            found.insert(id, Bytes::from(plain));
         }
         // In the order asked, once per id asked, as the per-key default would answer.
         Ok(ids
@@ -291,12 +316,13 @@ impl SignalStore for PgStore {
     }
 
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
+        let record = self.seal(Column::SignedPreKey, &id.to_be_bytes(), record)?;
         sqlx::query!(
             r#"INSERT INTO wa_signed_prekeys (device_id, id, record) VALUES ($1, $2, $3)
                ON CONFLICT (device_id, id) DO UPDATE SET record = excluded.record"#,
             self.device,
             i64::from(id),
-            record,
+            &*record,
         )
         .execute(&self.pool)
         .await
@@ -312,7 +338,9 @@ impl SignalStore for PgStore {
         )
         .fetch_optional(&self.pool)
         .await
-        .map_err(db)
+        .map_err(db)?
+        .map(|record| self.open(Column::SignedPreKey, &id.to_be_bytes(), record))
+        .transpose()
     }
 
     async fn load_all_signed_prekeys(&self) -> Result<Vec<(u32, Vec<u8>)>> {
@@ -324,7 +352,11 @@ impl SignalStore for PgStore {
         .await
         .map_err(db)?
         .into_iter()
-        .map(|row| Ok((to_u32(row.id)?, row.record)))
+        .map(|row| {
+            let id = to_u32(row.id)?;
+            let plain = self.open(Column::SignedPreKey, &id.to_be_bytes(), row.record)?;
+            Ok((id, plain))
+        })
         .collect()
     }
 
@@ -341,12 +373,13 @@ impl SignalStore for PgStore {
     }
 
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
+        let record = self.seal(Column::SenderKey, address.as_bytes(), record)?;
         sqlx::query!(
             r#"INSERT INTO wa_sender_keys (device_id, address, record) VALUES ($1, $2, $3)
                ON CONFLICT (device_id, address) DO UPDATE SET record = excluded.record"#,
             self.device,
             address,
-            record,
+            &*record,
         )
         .execute(&self.pool)
         .await
@@ -360,7 +393,10 @@ impl SignalStore for PgStore {
         }
         let latest = last_wins(sender_keys.iter().map(|(a, r)| (a.as_ref(), r)));
         let addresses: Vec<String> = latest.iter().map(|(a, _)| (*a).to_owned()).collect();
-        let records: Vec<Vec<u8>> = latest.iter().map(|(_, r)| r.to_vec()).collect();
+        let records = latest
+            .iter()
+            .map(|(a, r)| Ok(self.seal(Column::SenderKey, a.as_bytes(), r)?.into_owned()))
+            .collect::<Result<Vec<Vec<u8>>>>()?;
         sqlx::query!(
             r#"INSERT INTO wa_sender_keys (device_id, address, record)
                SELECT $1, * FROM UNNEST($2::text[], $3::bytea[])
@@ -383,7 +419,9 @@ impl SignalStore for PgStore {
         )
         .fetch_optional(&self.pool)
         .await
-        .map_err(db)
+        .map_err(db)?
+        .map(|record| self.open(Column::SenderKey, address.as_bytes(), record))
+        .transpose()
     }
 
     async fn delete_sender_key(&self, address: &str) -> Result<()> {
