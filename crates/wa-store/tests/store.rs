@@ -1,6 +1,7 @@
 //! `PgStore` against the real PostgreSQL: the same operations give the same answers as
 //! whatsapp-rust's in-memory backend (randomized sequences), devices never see each other's
 //! data, erasing and deleting remove everything, and what is written survives a reconnect.
+//! With a store key, the same holds and no key material is stored in clear.
 
 #![expect(
     clippy::expect_used,
@@ -17,10 +18,12 @@ use uuid::Uuid;
 use wacore::appstate::hash::HashState;
 use wacore::appstate::processor::AppStateMutationMAC;
 use wacore::store::Device;
+use wacore::store::error::StoreError;
 use wacore::store::in_memory::InMemoryBackend;
 use wacore::store::traits::*;
 use wuts_test_db::TestDatabase;
-use wuts_wa_store::PgStore;
+use wuts_wa_store::seal::{MAGIC, SealError};
+use wuts_wa_store::{PgStore, Sealer, StoreKey};
 
 mod support {
     use super::*;
@@ -637,10 +640,14 @@ fn answers_like_the_in_memory_backend() {
         max_shrink_iters: 200,
         ..ProptestConfig::default()
     };
-    proptest!(config, |(ops in prop::collection::vec(op(), 1..60))| {
+    let sealer = Arc::new(sealer_of(1, &[]));
+    proptest!(config, |(ops in prop::collection::vec(op(), 1..60), sealed in any::<bool>())| {
         rt.block_on(async {
             let device = new_device(&pool).await;
-            let pg = PgStore::new(pool.clone(), device);
+            let mut pg = PgStore::new(pool.clone(), device);
+            if sealed {
+                pg = pg.with_sealer(sealer.clone());
+            }
             let memory = InMemoryBackend::new();
             for (step, op) in ops.iter().enumerate() {
                 let expected = apply(op, &memory, &devices).await;
@@ -889,4 +896,339 @@ async fn the_lid_warm_up_is_bounded_to_the_most_recent() {
             .unwrap()
             .is_some()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealing at rest.
+
+fn store_key(byte: u8) -> StoreKey {
+    StoreKey::from_bytes(&[byte; 32])
+}
+
+/// A sealer with key `current` (0: none) that also opens `previous`.
+fn sealer_of(current: u8, previous: &[u8]) -> Sealer {
+    Sealer::new(
+        (current != 0).then(|| store_key(current)),
+        previous.iter().map(|b| store_key(*b)).collect(),
+    )
+}
+
+const SESSION: &[u8] = b"\x0a plaintext-session-record-with-chain-keys";
+const PREKEY: &[u8] = b"\x08 plaintext-prekey-record-private-key";
+const SIGNED: &[u8] = b"\x08 plaintext-signed-prekey-record-key";
+const SENDER: &[u8] = b"\x0a plaintext-sender-key-record-chain";
+const SYNC_KEY: &[u8] = b"plaintext-app-state-sync-key-data";
+
+/// Writes one value of every sealed kind through the store, and answers the device record.
+async fn write_every_kind(store: &PgStore) -> Device {
+    let mut device = sample_devices().remove(0);
+    device.push_name = "Sealed Pusher".to_owned();
+    store.save(&device).await.expect("save device");
+    store
+        .put_session(ADDRESSES[0], SESSION)
+        .await
+        .expect("session");
+    store
+        .put_sessions_batch(&[(Arc::from(ADDRESSES[1]), Bytes::from_static(SESSION))])
+        .await
+        .expect("session batch");
+    store.store_prekey(7, PREKEY, false).await.expect("prekey");
+    store
+        .store_prekeys_batch(&[(8, Bytes::from_static(PREKEY))], true)
+        .await
+        .expect("prekey batch");
+    store
+        .store_signed_prekey(3, SIGNED)
+        .await
+        .expect("signed prekey");
+    store
+        .put_sender_key(ADDRESSES[2], SENDER)
+        .await
+        .expect("sender key");
+    store
+        .set_sync_key(
+            b"key-1",
+            AppStateSyncKey {
+                key_data: SYNC_KEY.to_vec(),
+                fingerprint: b"fingerprint".to_vec(),
+                timestamp: 5,
+            },
+        )
+        .await
+        .expect("sync key");
+    store
+        .put_msg_secrets(vec![secret_entry(0, 1, 0x5a, 0, 10)])
+        .await
+        .expect("msg secret");
+    device
+}
+
+/// Reads every value back through the store and compares it with what was written.
+async fn read_every_kind(store: &PgStore, device: &Device) -> Result<(), StoreError> {
+    let loaded = store.load().await?.expect("device record");
+    assert_eq!(
+        serde_json::to_value(&loaded).expect("json"),
+        serde_json::to_value(device).expect("json")
+    );
+    for address in &ADDRESSES[..2] {
+        assert_eq!(store.get_session(address).await?.as_deref(), Some(SESSION));
+    }
+    assert_eq!(store.load_prekey(7).await?.as_deref(), Some(PREKEY));
+    let batch = store.load_prekeys_batch(&[7, 8, 9]).await?;
+    assert_eq!(batch.len(), 2);
+    assert!(batch.iter().all(|(_, r)| r.as_ref() == PREKEY));
+    assert_eq!(store.load_signed_prekey(3).await?.as_deref(), Some(SIGNED));
+    assert_eq!(
+        store.load_all_signed_prekeys().await?,
+        vec![(3, SIGNED.to_vec())]
+    );
+    assert_eq!(
+        store.get_sender_key(ADDRESSES[2]).await?.as_deref(),
+        Some(SENDER)
+    );
+    let key = store.get_sync_key(b"key-1").await?.expect("sync key");
+    assert_eq!(key.key_data, SYNC_KEY);
+    let secret = secret_entry(0, 1, 0x5a, 0, 10);
+    assert_eq!(
+        store
+            .get_msg_secret(&secret.chat, &secret.sender, &secret.msg_id)
+            .await?,
+        Some(vec![0x5a; 32])
+    );
+    Ok(())
+}
+
+/// Every stored value of the sealed columns, as `(column, value)`, for one device.
+async fn stored_values(pool: &PgPool, device: Uuid) -> Vec<(&'static str, Vec<u8>)> {
+    let queries: [(&str, &str); 7] = [
+        (
+            "wa_devices.data",
+            "SELECT data FROM wa_devices WHERE device_id = $1",
+        ),
+        (
+            "wa_sessions.record",
+            "SELECT record FROM wa_sessions WHERE device_id = $1",
+        ),
+        (
+            "wa_prekeys.record",
+            "SELECT record FROM wa_prekeys WHERE device_id = $1",
+        ),
+        (
+            "wa_signed_prekeys.record",
+            "SELECT record FROM wa_signed_prekeys WHERE device_id = $1",
+        ),
+        (
+            "wa_sender_keys.record",
+            "SELECT record FROM wa_sender_keys WHERE device_id = $1",
+        ),
+        (
+            "wa_app_sync_keys.key_data",
+            "SELECT key_data FROM wa_app_sync_keys WHERE device_id = $1",
+        ),
+        (
+            "wa_msg_secrets.secret",
+            "SELECT secret FROM wa_msg_secrets WHERE device_id = $1",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (column, sql) in queries {
+        let values: Vec<Vec<u8>> = sqlx::query_scalar(sql)
+            .bind(device)
+            .fetch_all(pool)
+            .await
+            .expect("read stored values");
+        out.extend(values.into_iter().map(|v| (column, v)));
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn with_a_store_key_no_key_material_is_stored_in_clear() {
+    let db = TestDatabase::new().await;
+    let device = new_device(&db.pool).await;
+    let store = PgStore::new(db.pool.clone(), device).with_sealer(Arc::new(sealer_of(1, &[])));
+    let record = write_every_kind(&store).await;
+    read_every_kind(&store, &record).await.expect("reads back");
+
+    let stored = stored_values(&db.pool, device).await;
+    assert_eq!(stored.len(), 9, "{stored:?}");
+    let needles: [&[u8]; 9] = [
+        SESSION,
+        PREKEY,
+        SIGNED,
+        SENDER,
+        SYNC_KEY,
+        &[0x5a; 32],
+        b"Sealed Pusher",
+        b"identity_key",
+        b"adv_secret_key",
+    ];
+    for (column, value) in &stored {
+        assert!(value.starts_with(&MAGIC), "{column} is not sealed");
+        for needle in needles {
+            assert!(
+                !contains(value, &needle[..16.min(needle.len())]),
+                "{column} holds plaintext"
+            );
+        }
+    }
+    // The stored device record of a store without the key is unreadable JSON, not keys.
+    let plain_device: Vec<u8> =
+        sqlx::query_scalar("SELECT data FROM wa_devices WHERE device_id = $1")
+            .bind(device)
+            .fetch_one(&db.pool)
+            .await
+            .expect("device row");
+    assert!(serde_json::from_slice::<serde_json::Value>(&plain_device).is_err());
+
+    // Another key, or none: reads fail naming the key, never return garbage.
+    for other in [sealer_of(2, &[]), Sealer::plain()] {
+        let wrong = PgStore::new(db.pool.clone(), device).with_sealer(Arc::new(other));
+        let Err(err) = wrong.load().await else {
+            panic!("the device record opened with the wrong key");
+        };
+        assert!(
+            matches!(SealError::find(&err), Some(SealError::UnknownKey { .. })),
+            "{err:?}"
+        );
+        assert!(wrong.get_session(ADDRESSES[0]).await.is_err());
+        assert!(wrong.load_prekeys_batch(&[7]).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn a_sealed_value_copied_to_another_row_or_device_does_not_open() {
+    let db = TestDatabase::new().await;
+    let (a, b) = (new_device(&db.pool).await, new_device(&db.pool).await);
+    let sealer = Arc::new(sealer_of(1, &[]));
+    let sa = PgStore::new(db.pool.clone(), a).with_sealer(sealer.clone());
+    let sb = PgStore::new(db.pool.clone(), b).with_sealer(sealer);
+    sa.put_session(ADDRESSES[0], SESSION).await.expect("a");
+    sb.put_session(ADDRESSES[0], b"\x0a b's session")
+        .await
+        .expect("b");
+    sa.put_session(ADDRESSES[1], b"\x0a a's other session")
+        .await
+        .expect("a2");
+    // Within a device: address 0's value written over address 1's row.
+    sqlx::query(
+        "UPDATE wa_sessions SET record = (SELECT record FROM wa_sessions
+             WHERE device_id = $1 AND address = $2) WHERE device_id = $1 AND address = $3",
+    )
+    .bind(a)
+    .bind(ADDRESSES[0])
+    .bind(ADDRESSES[1])
+    .execute(&db.pool)
+    .await
+    .expect("copy within device");
+    let err = sa.get_session(ADDRESSES[1]).await.expect_err("moved value");
+    assert!(
+        matches!(SealError::find(&err), Some(SealError::Damaged { .. })),
+        "{err:?}"
+    );
+    // Across devices: a's session for address 0 put in b's row.
+    sqlx::query(
+        "UPDATE wa_sessions SET record = (SELECT record FROM wa_sessions
+             WHERE device_id = $1 AND address = $3) WHERE device_id = $2 AND address = $3",
+    )
+    .bind(a)
+    .bind(b)
+    .bind(ADDRESSES[0])
+    .execute(&db.pool)
+    .await
+    .expect("copy across devices");
+    assert!(sb.get_session(ADDRESSES[0]).await.is_err());
+    // The original still opens.
+    assert_eq!(
+        sa.get_session(ADDRESSES[0]).await.expect("a").as_deref(),
+        Some(SESSION)
+    );
+}
+
+#[tokio::test]
+async fn reseal_seals_rotates_and_unseals_every_row() {
+    let db = TestDatabase::new().await;
+    let (a, b) = (new_device(&db.pool).await, new_device(&db.pool).await);
+    let store = |device: Uuid, sealer: Sealer| {
+        PgStore::new(db.pool.clone(), device).with_sealer(Arc::new(sealer))
+    };
+    // Written in clear before a key was configured.
+    let record_a = write_every_kind(&store(a, Sealer::plain())).await;
+    let record_b = write_every_kind(&store(b, Sealer::plain())).await;
+    // A key is configured: old rows still read, new writes are sealed.
+    read_every_kind(&store(a, sealer_of(1, &[])), &record_a)
+        .await
+        .expect("plaintext rows read");
+
+    let report = PgStore::reseal(&db.pool, &sealer_of(1, &[]))
+        .await
+        .expect("reseal");
+    assert_eq!(report.rewritten(), 18, "{report:?}");
+    assert_eq!(report.unreadable(), 0);
+    for device in [a, b] {
+        for (column, value) in stored_values(&db.pool, device).await {
+            assert!(
+                value.starts_with(&MAGIC),
+                "{column} not sealed after reseal"
+            );
+        }
+    }
+    read_every_kind(&store(a, sealer_of(1, &[])), &record_a)
+        .await
+        .expect("sealed by reseal");
+    read_every_kind(&store(b, sealer_of(1, &[])), &record_b)
+        .await
+        .expect("sealed by reseal");
+    // Nothing left to do: a second run rewrites nothing.
+    let again = PgStore::reseal(&db.pool, &sealer_of(1, &[]))
+        .await
+        .expect("again");
+    assert_eq!(again.rewritten(), 0);
+
+    // Rotation: key 2 current, key 1 previous; afterwards key 2 alone reads everything.
+    let rotated = PgStore::reseal(&db.pool, &sealer_of(2, &[1]))
+        .await
+        .expect("rotate");
+    assert_eq!(rotated.rewritten(), 18);
+    read_every_kind(&store(a, sealer_of(2, &[])), &record_a)
+        .await
+        .expect("key 2 alone");
+    assert!(store(a, sealer_of(1, &[])).load().await.is_err());
+
+    // A row sealed with a key nobody configured is reported and left untouched.
+    let stranger = store(b, sealer_of(3, &[]));
+    stranger
+        .put_sender_key(ADDRESSES[3], SENDER)
+        .await
+        .expect("stranger");
+    let off = PgStore::reseal(&db.pool, &sealer_of(0, &[2]))
+        .await
+        .expect("turn off");
+    assert_eq!(off.rewritten(), 18);
+    assert_eq!(off.unreadable(), 1);
+    let unreadable = off
+        .columns
+        .iter()
+        .find(|c| !c.unreadable.is_empty())
+        .expect("the stranger's column");
+    assert_eq!(unreadable.column, "wa_sender_keys.record");
+    assert_eq!(unreadable.unreadable[0].0, b);
+    assert_eq!(
+        stranger
+            .get_sender_key(ADDRESSES[3])
+            .await
+            .expect("untouched")
+            .as_deref(),
+        Some(SENDER)
+    );
+    // Encryption off: the plain store reads everything else.
+    read_every_kind(&store(a, Sealer::plain()), &record_a)
+        .await
+        .expect("back in clear");
+    let in_clear = stored_values(&db.pool, a).await;
+    assert!(in_clear.iter().all(|(_, v)| !v.starts_with(&MAGIC)));
 }
