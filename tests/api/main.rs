@@ -22,6 +22,7 @@ mod outage;
 mod processes;
 mod refusals;
 mod sessions;
+mod store_keys;
 mod tenancy;
 mod tenants;
 mod users;
