@@ -2,8 +2,8 @@
 //! one of them: the second does not connect a device the first holds, answers `DEVICE_NOT_READY`
 //! for it, takes it over once the first lets go, and on SIGTERM closes its sessions cleanly and
 //! exits. A process killed with SIGKILL in the middle of block/unblock traffic loses nothing it
-//! acknowledged: the next one reconnects without a QR and every acknowledged change is in
-//! WhatsApp's list.
+//! acknowledged: the next one reconnects without a QR (from keys sealed at rest) and every
+//! acknowledged change is in WhatsApp's list.
 
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -291,14 +291,20 @@ async fn sigkill_during_block_traffic_loses_nothing_acknowledged() {
                 .lid_jid,
         );
     }
-    // Paired in-process, then handed to a `wuts` process.
-    let app = TestApp::spawn_with_sim(&sim).await;
+    // Paired in-process, then handed to a `wuts` process; the keys are sealed at rest, so the
+    // crash also tests that sealed writes are whole.
+    const STORE_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f000112233445566778899aabbccddeeff";
+    let app = TestApp::spawn_with_sim_and(&sim, |config| {
+        config.store_keys.store_key = Some(STORE_KEY.to_owned());
+    })
+    .await;
     let tenant = app.register("sigkill").await;
     let token = tenant.admin_token.clone();
     let device = app.create_device(&token, "killed").await;
     app.pair(&sim, &token, &device, owner).await;
     app.sessions.shutdown(Duration::from_secs(15)).await;
-    let first = Process::start(&app.db.url(), sim.ws_url()).await;
+    let keyed = [("WUTS_STORE_KEY", STORE_KEY)];
+    let first = Process::start_with(&app.db.url(), sim.ws_url(), &keyed).await;
     first.wait_status(&token, &device, "connected").await;
 
     // Loops block and unblock their own targets, one request at a time, until the process dies.
@@ -361,10 +367,18 @@ async fn sigkill_during_block_traffic_loses_nothing_acknowledged() {
 
     // A new process restores the device without a QR.
     sim.control().reset_stats().await.expect("reset");
-    let second = Process::start(&app.db.url(), sim.ws_url()).await;
+    let second = Process::start_with(&app.db.url(), sim.ws_url(), &keyed).await;
     second.wait_status(&token, &device, "connected").await;
     let stats = sim.control().stats().await.expect("stats");
     assert_eq!(stats.handshake_count("xx"), 0, "paired again: {stats:?}");
+    let in_clear: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM wa_devices WHERE substring(data from 1 for 4) <> $1",
+    )
+    .bind(&wuts_wa_store::seal::MAGIC[..])
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("count");
+    assert_eq!(in_clear, 0, "the device record was written in clear");
 
     // Every acknowledged change is in WhatsApp's list.
     let list = sim.control().account(owner).await.expect("owner").blocklist;
