@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::types::events::{Event, EventKind};
+use wuts_wa_store::WriteGate;
 
 use super::identity;
 use super::pool::SessionDeps;
@@ -94,6 +95,8 @@ pub(crate) struct DeviceActor {
     pub(crate) state: Arc<watch::Sender<SessionState>>,
     pub(crate) client: watch::Sender<Option<Arc<Client>>>,
     bot: Option<BotHandle>,
+    /// The running client's store writes, retired when it stops (see `wuts_wa_store::WriteGate`).
+    gate: Option<Arc<WriteGate>>,
     /// Keeps raw stanzas flowing to the event handler while the client runs (block-list
     /// notifications are read from them).
     raw_nodes: Option<whatsapp_rust::RawNodeLease>,
@@ -126,6 +129,7 @@ impl DeviceActor {
             state,
             client,
             bot: None,
+            gate: None,
             raw_nodes: None,
             generation: 0,
             events_tx,
@@ -406,8 +410,9 @@ impl DeviceActor {
             config.reconnect_jitter,
             self.reconnect.clone(),
         );
+        let gate = Arc::new(WriteGate::new());
         let mut builder = Bot::builder()
-            .with_backend_arc(self.deps.keys.backend(self.device))
+            .with_backend_arc(self.deps.keys.backend(self.device, gate.clone()))
             .with_transport_factory(transport)
             .skip_history_sync()
             .with_cache_config(super::pool::session_cache_config())
@@ -423,7 +428,11 @@ impl DeviceActor {
         if let Some(version) = config.wa_version {
             builder = builder.with_version(version);
         }
-        let bot = builder.build().await.map_err(|err| match &err {
+        let built = builder.build().await;
+        if built.is_err() {
+            gate.retire().await;
+        }
+        let bot = built.map_err(|err| match &err {
             whatsapp_rust::bot::BotBuilderError::Store(store) => {
                 match wuts_wa_store::seal::SealError::find(store) {
                     Some(seal) => SessionError::Keys(format!(
@@ -435,6 +444,7 @@ impl DeviceActor {
             _ => SessionError::Internal(err.into()),
         })?;
         self.raw_nodes = Some(bot.client().acquire_raw_node_forwarding());
+        self.gate = Some(gate);
         self.bot = Some(bot.spawn());
         crate::metrics::session_started(pairing);
         Ok(())
@@ -452,10 +462,36 @@ impl DeviceActor {
             {
                 tracing::warn!(device_id = %self.device, "client did not stop in time");
             }
+            self.retire_store(&client).await;
             drop(client);
         }
         // Events of the stopped client are stale from here on.
         self.generation += 1;
+    }
+
+    /// Closes a stopped client's store: whatsapp-rust's saver flushes the device record after
+    /// the run loop has ended, and such a late write must not land after the keys are erased
+    /// nor over the state of the client that replaces this one. The gate waits for the writes
+    /// in flight and refuses later ones; the device record is then written here, as the client
+    /// left it, so that a refused last flush loses nothing.
+    async fn retire_store(&mut self, client: &Client) {
+        let Some(gate) = self.gate.take() else {
+            return;
+        };
+        if tokio::time::timeout(STOP_TIMEOUT, gate.retire())
+            .await
+            .is_err()
+        {
+            tracing::warn!(device_id = %self.device, "the client's last store writes did not finish in time");
+        }
+        let device = client.persistence_manager().get_device_snapshot();
+        let store = self
+            .deps
+            .keys
+            .backend(self.device, Arc::new(WriteGate::new()));
+        if let Err(err) = store.save(&device).await {
+            tracing::warn!(device_id = %self.device, error = %err, "could not save the device record of a stopped client");
+        }
     }
 
     async fn on_event(&mut self, event: &Event) {

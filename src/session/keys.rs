@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::PgPool;
 use wacore::store::traits::Backend;
-use wuts_wa_store::{PgStore, Sealer};
+use wuts_wa_store::{PgStore, Sealer, WriteGate};
 
 use super::pool::KeyStore;
 use crate::domain::DeviceId;
@@ -25,8 +25,12 @@ impl PgKeyStore {
 
 #[async_trait]
 impl KeyStore for PgKeyStore {
-    fn backend(&self, device: DeviceId) -> Arc<dyn Backend> {
-        Arc::new(PgStore::new(self.pool.clone(), device.0).with_sealer(self.sealer.clone()))
+    fn backend(&self, device: DeviceId, gate: Arc<WriteGate>) -> Arc<dyn Backend> {
+        Arc::new(
+            PgStore::new(self.pool.clone(), device.0)
+                .with_sealer(self.sealer.clone())
+                .with_gate(gate),
+        )
     }
 
     async fn has_credentials(&self, device: DeviceId) -> anyhow::Result<bool> {

@@ -33,6 +33,7 @@ impl AppSyncStore for PgStore {
     }
 
     async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {
+        let _pass = self.writing()?;
         // Re-setting a key makes it the latest again: `seq` moves on every write.
         let key_data = self.seal(Column::AppSyncKey, key_id, &key.key_data)?;
         sqlx::query!(
@@ -69,6 +70,7 @@ impl AppSyncStore for PgStore {
     }
 
     async fn set_version(&self, name: &str, state: HashState) -> Result<()> {
+        let _pass = self.writing()?;
         let bytes = serde_json::to_vec(&state).map_err(serde)?;
         sqlx::query!(
             r#"INSERT INTO wa_app_state_versions (device_id, name, state) VALUES ($1, $2, $3)
@@ -89,6 +91,7 @@ impl AppSyncStore for PgStore {
         version: u64,
         mutations: &[AppStateMutationMAC],
     ) -> Result<()> {
+        let _pass = self.writing()?;
         if mutations.is_empty() {
             return Ok(());
         }
@@ -160,6 +163,7 @@ impl AppSyncStore for PgStore {
     }
 
     async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {
+        let _pass = self.writing()?;
         if index_macs.is_empty() {
             return Ok(());
         }
@@ -177,6 +181,7 @@ impl AppSyncStore for PgStore {
     }
 
     async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_app_state_mutation_macs WHERE device_id = $1 AND name = $2",
             self.device,

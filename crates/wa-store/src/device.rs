@@ -10,6 +10,7 @@ use crate::{Column, PgStore, db, serde};
 
 impl PgStore {
     async fn write_device(&self, device: &Device) -> Result<()> {
+        let _pass = self.writing()?;
         let json = serde_json::to_vec(device).map_err(serde)?;
         let data = self.seal(Column::Device, b"", &json)?;
         let pn = device.pn.as_ref().map(ToString::to_string);
@@ -62,6 +63,7 @@ impl DeviceStore for PgStore {
     /// Creates the device record with fresh keys, unless one exists. whatsapp-rust only uses the
     /// returned number for logging; the gateway's device is identified by its UUID.
     async fn create(&self) -> Result<i32> {
+        let _pass = self.writing()?;
         let json = serde_json::to_vec(&Device::new()).map_err(serde)?;
         let data = self.seal(Column::Device, b"", &json)?;
         sqlx::query!(

@@ -14,6 +14,7 @@
 
 mod app_sync;
 mod device;
+mod gate;
 mod msg_secret;
 mod protocol;
 mod reseal;
@@ -27,6 +28,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use wacore::store::error::StoreError;
 
+pub use gate::{Retired, WriteGate};
 pub use reseal::ResealReport;
 pub use seal::{Column, Sealer, StoreKey};
 
@@ -42,6 +44,7 @@ pub struct PgStore {
     device: Uuid,
     lid_warm_up_limit: i64,
     sealer: Arc<Sealer>,
+    gate: Option<Arc<WriteGate>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -60,7 +63,20 @@ impl PgStore {
             device,
             lid_warm_up_limit: DEFAULT_LID_WARM_UP_LIMIT,
             sealer: Arc::default(),
+            gate: None,
         }
+    }
+
+    /// Writes only while `gate` is open (see [`WriteGate`]); without a gate every write goes
+    /// through.
+    pub fn with_gate(mut self, gate: Arc<WriteGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// A pass for one write, held until the write is done; refused once the gate is retired.
+    pub(crate) fn writing(&self) -> Result<Option<gate::Pass<'_>>, StoreError> {
+        self.gate.as_deref().map(WriteGate::enter).transpose()
     }
 
     /// Seals key material with `sealer` (see [`seal`]); the default writes plaintext.

@@ -10,6 +10,7 @@ use crate::{Column, PgStore, db};
 #[async_trait]
 impl MsgSecretStore for PgStore {
     async fn put_msg_secrets(&self, entries: Vec<MsgSecretEntry>) -> Result<usize> {
+        let _pass = self.writing()?;
         let stored = entries.len();
         if entries.is_empty() {
             return Ok(0);
@@ -130,6 +131,7 @@ impl MsgSecretStore for PgStore {
     }
 
     async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {
+        let _pass = self.writing()?;
         let done = sqlx::query!(
             r#"DELETE FROM wa_msg_secrets
                WHERE device_id = $1 AND expires_at <> 0 AND expires_at <= $2"#,

@@ -104,6 +104,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn set_sender_key_status(&self, group_jid: &str, entries: &[(&str, bool)]) -> Result<()> {
+        let _pass = self.writing()?;
         if entries.is_empty() {
             return Ok(());
         }
@@ -126,6 +127,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn clear_sender_key_devices(&self, group_jid: &str) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_sender_key_devices WHERE device_id = $1 AND group_jid = $2",
             self.device,
@@ -138,6 +140,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn delete_sender_key_device_rows(&self, device_jids: &[&str]) -> Result<()> {
+        let _pass = self.writing()?;
         if device_jids.is_empty() {
             return Ok(());
         }
@@ -154,6 +157,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_sender_key_devices WHERE device_id = $1",
             self.device
@@ -195,12 +199,14 @@ impl ProtocolStore for PgStore {
     }
 
     async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> Result<()> {
+        let _pass = self.writing()?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         self.put_lid_mapping_in(&mut tx, entry).await.map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
     async fn put_lid_mappings(&self, entries: &[LidPnMappingEntry]) -> Result<()> {
+        let _pass = self.writing()?;
         if entries.is_empty() {
             return Ok(());
         }
@@ -229,6 +235,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             r#"INSERT INTO wa_base_keys (device_id, address, message_id, base_key)
                VALUES ($1, $2, $3, $4)
@@ -265,6 +272,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn delete_base_key(&self, address: &str, message_id: &str) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_base_keys WHERE device_id = $1 AND address = $2 AND message_id = $3",
             self.device,
@@ -282,6 +290,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn update_device_lists(&self, records: Vec<DeviceListRecord>) -> Result<()> {
+        let _pass = self.writing()?;
         if records.is_empty() {
             return Ok(());
         }
@@ -322,6 +331,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn delete_devices(&self, user: &str) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_device_lists WHERE device_id = $1 AND user_id = $2",
             self.device,
@@ -345,6 +355,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn put_group_metadata(&self, group_jid: &str, blob: &[u8]) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             r#"INSERT INTO wa_group_metadata (device_id, group_jid, blob) VALUES ($1, $2, $3)
                ON CONFLICT (device_id, group_jid) DO UPDATE SET blob = excluded.blob"#,
@@ -359,6 +370,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn delete_group_metadata(&self, group_jid: &str) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_group_metadata WHERE device_id = $1 AND group_jid = $2",
             self.device,
@@ -388,6 +400,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn put_tc_token(&self, jid: &str, entry: &TcTokenEntry) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             r#"INSERT INTO wa_tc_tokens (device_id, jid, token, token_timestamp, sender_timestamp)
                VALUES ($1, $2, $3, $4, $5)
@@ -407,6 +420,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn delete_tc_token(&self, jid: &str) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_tc_tokens WHERE device_id = $1 AND jid = $2",
             self.device,
@@ -429,6 +443,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn delete_expired_tc_tokens(&self, token_cutoff: i64, sender_cutoff: i64) -> Result<u32> {
+        let _pass = self.writing()?;
         let done = sqlx::query!(
             r#"DELETE FROM wa_tc_tokens WHERE device_id = $1
                  AND NOT (length(token) > 0 AND token_timestamp >= $2)
@@ -448,6 +463,7 @@ impl ProtocolStore for PgStore {
         jid: &str,
         sender_timestamp: i64,
     ) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             r#"INSERT INTO wa_tc_tokens AS t (device_id, jid, token, token_timestamp, sender_timestamp)
                VALUES ($1, $2, '\x'::bytea, $3, $3)
@@ -470,6 +486,7 @@ impl ProtocolStore for PgStore {
         token: &[u8],
         token_timestamp: i64,
     ) -> Result<()> {
+        let _pass = self.writing()?;
         // Newer wins, and a placeholder never blocks the first real token; the sender bucket
         // is left alone.
         sqlx::query!(
@@ -495,6 +512,7 @@ impl ProtocolStore for PgStore {
         message_id: &str,
         payload: &[u8],
     ) -> Result<()> {
+        let _pass = self.writing()?;
         let now = wacore::time::now_secs();
         let mut tx = self.pool.begin().await.map_err(db)?;
         let count = sqlx::query_scalar!(
@@ -535,6 +553,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
+        let _pass = self.writing()?;
         sqlx::query_scalar!(
             r#"DELETE FROM wa_sent_messages
                WHERE device_id = $1 AND chat_jid = $2 AND message_id = $3
@@ -549,6 +568,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
+        let _pass = self.writing()?;
         let done = sqlx::query!(
             "DELETE FROM wa_sent_messages WHERE device_id = $1 AND created_at < $2",
             self.device,
@@ -577,6 +597,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
+        let _pass = self.writing()?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -639,6 +660,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
+        let _pass = self.writing()?;
         if keys.is_empty() {
             return Ok(());
         }
@@ -661,6 +683,7 @@ impl ProtocolStore for PgStore {
     }
 
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
+        let _pass = self.writing()?;
         let done = sqlx::query!(
             "DELETE FROM wa_pending_inbound WHERE device_id = $1 AND inserted_at < $2",
             self.device,

@@ -27,6 +27,7 @@ fn user_patterns(user: &str) -> (String, String) {
 #[async_trait]
 impl SignalStore for PgStore {
     async fn put_identity(&self, address: &str, key: [u8; 32]) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             r#"INSERT INTO wa_identities (device_id, address, key) VALUES ($1, $2, $3)
                ON CONFLICT (device_id, address) DO UPDATE SET key = excluded.key"#,
@@ -41,6 +42,7 @@ impl SignalStore for PgStore {
     }
 
     async fn put_identities_batch(&self, identities: &[(Arc<str>, [u8; 32])]) -> Result<()> {
+        let _pass = self.writing()?;
         if identities.is_empty() {
             return Ok(());
         }
@@ -75,6 +77,7 @@ impl SignalStore for PgStore {
     }
 
     async fn delete_identity(&self, address: &str) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_identities WHERE device_id = $1 AND address = $2",
             self.device,
@@ -106,6 +109,7 @@ impl SignalStore for PgStore {
     }
 
     async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
+        let _pass = self.writing()?;
         let record = self.seal(Column::Session, address.as_bytes(), session)?;
         sqlx::query!(
             r#"INSERT INTO wa_sessions (device_id, address, record) VALUES ($1, $2, $3)
@@ -121,6 +125,7 @@ impl SignalStore for PgStore {
     }
 
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
+        let _pass = self.writing()?;
         if sessions.is_empty() {
             return Ok(());
         }
@@ -145,6 +150,7 @@ impl SignalStore for PgStore {
     }
 
     async fn delete_session(&self, address: &str) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_sessions WHERE device_id = $1 AND address = $2",
             self.device,
@@ -188,6 +194,7 @@ impl SignalStore for PgStore {
     }
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
+        let _pass = self.writing()?;
         let record = self.seal(Column::PreKey, &id.to_be_bytes(), record)?;
         sqlx::query!(
             r#"INSERT INTO wa_prekeys (device_id, id, record, uploaded) VALUES ($1, $2, $3, $4)
@@ -205,6 +212,7 @@ impl SignalStore for PgStore {
     }
 
     async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
+        let _pass = self.writing()?;
         if keys.is_empty() {
             return Ok(());
         }
@@ -277,6 +285,7 @@ impl SignalStore for PgStore {
     }
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
+        let _pass = self.writing()?;
         if ids.is_empty() {
             return Ok(());
         }
@@ -293,6 +302,7 @@ impl SignalStore for PgStore {
     }
 
     async fn remove_prekey(&self, id: u32) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_prekeys WHERE device_id = $1 AND id = $2",
             self.device,
@@ -316,6 +326,7 @@ impl SignalStore for PgStore {
     }
 
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
+        let _pass = self.writing()?;
         let record = self.seal(Column::SignedPreKey, &id.to_be_bytes(), record)?;
         sqlx::query!(
             r#"INSERT INTO wa_signed_prekeys (device_id, id, record) VALUES ($1, $2, $3)
@@ -361,6 +372,7 @@ impl SignalStore for PgStore {
     }
 
     async fn remove_signed_prekey(&self, id: u32) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_signed_prekeys WHERE device_id = $1 AND id = $2",
             self.device,
@@ -373,6 +385,7 @@ impl SignalStore for PgStore {
     }
 
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
+        let _pass = self.writing()?;
         let record = self.seal(Column::SenderKey, address.as_bytes(), record)?;
         sqlx::query!(
             r#"INSERT INTO wa_sender_keys (device_id, address, record) VALUES ($1, $2, $3)
@@ -388,6 +401,7 @@ impl SignalStore for PgStore {
     }
 
     async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
+        let _pass = self.writing()?;
         if sender_keys.is_empty() {
             return Ok(());
         }
@@ -425,6 +439,7 @@ impl SignalStore for PgStore {
     }
 
     async fn delete_sender_key(&self, address: &str) -> Result<()> {
+        let _pass = self.writing()?;
         sqlx::query!(
             "DELETE FROM wa_sender_keys WHERE device_id = $1 AND address = $2",
             self.device,

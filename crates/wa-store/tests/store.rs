@@ -23,7 +23,7 @@ use wacore::store::in_memory::InMemoryBackend;
 use wacore::store::traits::*;
 use wuts_test_db::TestDatabase;
 use wuts_wa_store::seal::{MAGIC, SealError};
-use wuts_wa_store::{PgStore, Sealer, StoreKey};
+use wuts_wa_store::{PgStore, Retired, Sealer, StoreKey, WriteGate};
 
 mod support {
     use super::*;
@@ -834,6 +834,44 @@ async fn writes_survive_a_new_pool() {
         Some(&b"k7"[..])
     );
     fresh.close().await;
+}
+
+#[tokio::test]
+async fn a_retired_store_writes_nothing_after_an_erase() {
+    let db = TestDatabase::new().await;
+    let device = new_device(&db.pool).await;
+    let gate = Arc::new(WriteGate::new());
+    let store = PgStore::new(db.pool.clone(), device).with_gate(gate.clone());
+    let saved = write_every_kind(&store).await;
+    read_every_kind(&store, &saved)
+        .await
+        .expect("an open gate writes");
+
+    gate.retire().await;
+    PgStore::erase_device(&db.pool, device).await.unwrap();
+    // What a stopped client still had to write (its saver's last flush, a session) is refused
+    // rather than landing after the erase.
+    let refused = store.save(&saved).await.expect_err("retired");
+    assert!(
+        std::error::Error::source(&refused)
+            .is_some_and(|source| source.downcast_ref::<Retired>().is_some()),
+        "{refused:?}"
+    );
+    assert!(store.put_session(ADDRESSES[0], SESSION).await.is_err());
+    assert!(store.store_prekey(9, PREKEY, false).await.is_err());
+    assert!(
+        store
+            .put_msg_secrets(vec![secret_entry(0, 1, 0x5a, 0, 10)])
+            .await
+            .is_err()
+    );
+    assert!(stored_values(&db.pool, device).await.is_empty());
+    assert!(!PgStore::has_credentials(&db.pool, device).await.unwrap());
+    // Reads still answer (empty), and a new client's store writes.
+    assert!(store.load().await.unwrap().is_none());
+    let next = PgStore::new(db.pool.clone(), device).with_gate(Arc::new(WriteGate::new()));
+    next.save(&saved).await.unwrap();
+    assert!(next.load().await.unwrap().is_some());
 }
 
 #[tokio::test]
