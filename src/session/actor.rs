@@ -412,7 +412,7 @@ impl DeviceActor {
         );
         let gate = Arc::new(WriteGate::new());
         let mut builder = Bot::builder()
-            .with_backend_arc(self.deps.keys.backend(self.device, gate.clone()))
+            .with_backend_arc(self.deps.keys.backend(self.device, Some(gate.clone())))
             .with_transport_factory(transport)
             .skip_history_sync()
             .with_cache_config(super::pool::session_cache_config())
@@ -485,10 +485,7 @@ impl DeviceActor {
             tracing::warn!(device_id = %self.device, "the client's last store writes did not finish in time");
         }
         let device = client.persistence_manager().get_device_snapshot();
-        let store = self
-            .deps
-            .keys
-            .backend(self.device, Arc::new(WriteGate::new()));
+        let store = self.deps.keys.backend(self.device, None);
         if let Err(err) = store.save(&device).await {
             tracing::warn!(device_id = %self.device, error = %err, "could not save the device record of a stopped client");
         }

@@ -25,12 +25,12 @@ impl PgKeyStore {
 
 #[async_trait]
 impl KeyStore for PgKeyStore {
-    fn backend(&self, device: DeviceId, gate: Arc<WriteGate>) -> Arc<dyn Backend> {
-        Arc::new(
-            PgStore::new(self.pool.clone(), device.0)
-                .with_sealer(self.sealer.clone())
-                .with_gate(gate),
-        )
+    fn backend(&self, device: DeviceId, gate: Option<Arc<WriteGate>>) -> Arc<dyn Backend> {
+        let store = PgStore::new(self.pool.clone(), device.0).with_sealer(self.sealer.clone());
+        Arc::new(match gate {
+            Some(gate) => store.with_gate(gate),
+            None => store,
+        })
     }
 
     async fn has_credentials(&self, device: DeviceId) -> anyhow::Result<bool> {

@@ -49,8 +49,12 @@ pub struct SessionConfig {
 /// Where a device's WhatsApp keys live.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
-    /// whatsapp-rust's storage for one device, writing while `gate` is open.
-    fn backend(&self, device: DeviceId, gate: Arc<wuts_wa_store::WriteGate>) -> Arc<dyn Backend>;
+    /// whatsapp-rust's storage for one device, writing only while `gate` (if any) is open.
+    fn backend(
+        &self,
+        device: DeviceId,
+        gate: Option<Arc<wuts_wa_store::WriteGate>>,
+    ) -> Arc<dyn Backend>;
     /// Whether the device holds paired credentials (so it can connect without a QR).
     async fn has_credentials(&self, device: DeviceId) -> anyhow::Result<bool>;
     /// Erases every key and state of the device.
