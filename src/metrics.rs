@@ -59,7 +59,7 @@ pub const CONNECTION_EVENTS: &str = "wuts_connection_events_total";
 /// WhatsApp command latency in seconds, by kind.
 pub const COMMAND_DURATION: &str = "wuts_whatsapp_command_duration_seconds";
 
-pub fn status_changed(status: crate::session::SessionStatus) {
+pub fn status_changed(status: crate::domain::SessionStatus) {
     metrics::counter!(SESSIONS_BY_STATUS, "status" => status.as_str()).increment(1);
 }
 

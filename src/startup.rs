@@ -81,12 +81,10 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
         )),
         master_token: config.master_token.as_deref().map(MasterToken::new),
         sessions: sessions.clone(),
-        group_members: Arc::default(),
         budgets: Arc::new(http::budget::TenantBudgets::new(
             config.tenant_rps,
             config.tenant_burst,
         )),
-        blocklist_views: Arc::default(),
     };
     let router = http::router(
         state,

@@ -435,12 +435,17 @@ async fn direct_block_once(
     pn_jid: &str,
 ) -> Result<f64> {
     let sent = Instant::now();
-    wuts_gateway::session::whatsapp::change_blocklist(
+    let lid = wuts_gateway::domain::ContactId::parse(lid_jid)
+        .map_err(|e| anyhow!("LID {lid_jid}: {e}"))?;
+    let phone = wuts_gateway::domain::ContactId::parse(pn_jid)
+        .map_err(|e| anyhow!("number {pn_jid}: {e}"))?;
+    let lid = lid.lid().ok_or_else(|| anyhow!("{lid_jid} is not a LID"))?;
+    wuts_gateway::session::blocklist::send_change(
         client,
         Duration::from_secs(10),
         block,
-        lid_jid,
-        Some(pn_jid),
+        lid,
+        phone.phone(),
     )
     .await
     .map_err(|e| anyhow!("direct block: {e}"))?;

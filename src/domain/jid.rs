@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use wacore_binary::{Jid as WaJid, Server};
+
 /// Server part of phone-number JIDs.
 pub const PN_SERVER: &str = "s.whatsapp.net";
 /// Legacy alias of [`PN_SERVER`], accepted on input.
@@ -197,6 +199,87 @@ fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+// --- whatsapp-rust's JIDs: the edge where typed identifiers meet the wire ---------------------
+
+impl PhoneNumber {
+    /// The phone-number JID whatsapp-rust sends.
+    pub fn to_wa(&self) -> WaJid {
+        WaJid::pn(self.0.as_str())
+    }
+}
+
+impl Lid {
+    /// The LID JID whatsapp-rust sends.
+    pub fn to_wa(&self) -> WaJid {
+        WaJid::lid(self.0.as_str())
+    }
+}
+
+impl GroupJid {
+    /// The group JID whatsapp-rust sends.
+    pub fn to_wa(&self) -> WaJid {
+        WaJid::group(self.0.as_str())
+    }
+
+    /// A group JID as WhatsApp answered it; `None` for anything that is not a group.
+    pub fn from_wa(jid: &WaJid) -> Option<Self> {
+        if jid.server != Server::Group {
+            return None;
+        }
+        Self::parse(&format!("{}@{GROUP_SERVER}", jid.user)).ok()
+    }
+}
+
+impl ContactId {
+    /// The user JID whatsapp-rust sends.
+    pub fn to_wa(&self) -> WaJid {
+        match self {
+            ContactId::Phone(phone) => phone.to_wa(),
+            ContactId::Lid(lid) => lid.to_wa(),
+        }
+    }
+
+    /// A user JID as WhatsApp answered it (device suffix dropped); `None` for groups,
+    /// broadcasts and anything else that is not a person.
+    pub fn from_wa(jid: &WaJid) -> Option<Self> {
+        let user = jid.user_base();
+        if jid.is_lid() {
+            Lid::from_digits(user).ok().map(ContactId::Lid)
+        } else if jid.is_pn() {
+            PhoneNumber::from_digits(user).ok().map(ContactId::Phone)
+        } else {
+            None
+        }
+    }
+
+    /// A user JID as WhatsApp writes it in a stanza attribute (`123:4@s.whatsapp.net`).
+    pub fn from_wire(raw: &str) -> Option<Self> {
+        let (user, server) = split_jid(raw.trim())?;
+        let user = strip_device(user);
+        match server {
+            PN_SERVER | LEGACY_PN_SERVER => {
+                PhoneNumber::from_digits(user).ok().map(ContactId::Phone)
+            }
+            LID_SERVER => Lid::from_digits(user).ok().map(ContactId::Lid),
+            _ => None,
+        }
+    }
+
+    pub fn phone(&self) -> Option<&PhoneNumber> {
+        match self {
+            ContactId::Phone(phone) => Some(phone),
+            ContactId::Lid(_) => None,
+        }
+    }
+
+    pub fn lid(&self) -> Option<&Lid> {
+        match self {
+            ContactId::Lid(lid) => Some(lid),
+            ContactId::Phone(_) => None,
+        }
+    }
+}
+
 /// Why a string is not the identifier that was expected. The messages are written for clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdentifierError {
@@ -326,6 +409,33 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn whatsapp_jids_convert_both_ways() {
+        let lid = WaJid::lid("123456789012345");
+        assert_eq!(
+            ContactId::from_wa(&lid),
+            Some(ContactId::Lid(Lid("123456789012345".to_owned())))
+        );
+        let device = WaJid::pn_device("5511999999999", 12);
+        assert_eq!(ContactId::from_wa(&device), Some(phone("5511999999999")));
+        assert_eq!(
+            phone("5511999999999").to_wa().to_string(),
+            "5511999999999@s.whatsapp.net"
+        );
+        assert_eq!(ContactId::from_wa(&WaJid::group("1203")), None);
+        let group = WaJid::group("120363025246125486");
+        assert_eq!(
+            GroupJid::from_wa(&group).map(|g| g.to_wa().to_string()),
+            Some("120363025246125486@g.us".to_owned())
+        );
+        assert_eq!(GroupJid::from_wa(&WaJid::pn("5511999999999")), None);
+        assert_eq!(
+            ContactId::from_wire("5511999999999:3@s.whatsapp.net"),
+            Some(phone("5511999999999"))
+        );
+        assert_eq!(ContactId::from_wire("status@broadcast"), None);
     }
 
     proptest! {

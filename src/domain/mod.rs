@@ -3,14 +3,20 @@
 //! Everything here is pure (no I/O). Input types *parse* what a client sent into a value that is
 //! valid by construction, and say what is wrong in words a client can act on.
 
+pub mod identity;
 pub mod ids;
 pub mod jid;
 pub mod names;
 pub mod role;
+pub mod scope;
+pub mod status;
 pub mod token;
 
+pub use identity::{Identity, Names};
 pub use ids::{DeviceId, TenantId, UserId};
 pub use jid::{ContactId, GroupJid, IdentifierError, Lid, PhoneNumber};
 pub use names::{DeviceName, Email, TenantName};
 pub use role::Role;
+pub use scope::DeviceScope;
+pub use status::SessionStatus;
 pub use token::{ApiToken, TokenHash};

@@ -1,15 +1,19 @@
-//! Device selection for device-scoped routes: `device_id` names the device (query parameter, or
-//! body field where the route has a body); without it, the caller's only device. A device of
-//! another tenant, or of another user for role `user`, does not exist as far as the caller can
-//! tell (404).
+//! The one way to a device: device selection for device-scoped routes.
+//!
+//! `device_id` names the device (query parameter, or body field where the route has a body);
+//! without it, the caller's only device. A device of another tenant, or of another user for
+//! role `user`, does not exist as far as the caller can tell (404). What this module yields
+//! ([`DeviceScope`], [`DeviceSession`]) is what services and store functions on device-owned
+//! rows take, so the tenant is on every path. This is where a request for a device served by
+//! another node will be forwarded.
 
 use serde::Deserialize;
 
 use super::auth::AuthUser;
 use super::error::{ApiError, FieldError};
 use super::state::AppState;
-use crate::domain::DeviceId;
-use crate::session::{DeviceHandle, SessionState, SessionStatus};
+use crate::domain::{DeviceId, DeviceScope, SessionStatus};
+use crate::session::{DeviceHandle, DeviceSession, SessionError, SessionState};
 use crate::store::devices::{self, Device};
 
 /// `?device_id=` on device-scoped routes.
@@ -42,12 +46,47 @@ pub async fn select_device(
     }
 }
 
+/// The caller's device with a connected session, for routes that talk to WhatsApp;
+/// `409 DEVICE_NOT_READY` at once, worded from the session's state, otherwise.
+pub async fn connected_session(
+    state: &AppState,
+    caller: &AuthUser,
+    requested: Option<DeviceId>,
+) -> Result<DeviceSession, ApiError> {
+    // A named device whose session runs here: no database round trip. The session knows its
+    // tenant; roles that see only their own devices take the checked path below.
+    if let Some(id) = requested
+        && caller.role.sees_all_devices()
+        && let Some(handle) = running(state, id)
+        && handle.tenant() == caller.tenant_id
+        && let Ok(session) = DeviceSession::connected(handle.scope(), handle)
+    {
+        return Ok(session);
+    }
+    let device = select_device(state, caller, requested).await?;
+    let Some(handle) = running(state, device.id) else {
+        return Err(SessionError::NotReady(format!(
+            "the device is not connected (status: {})",
+            observed_state(state, &device).status
+        ))
+        .into());
+    };
+    Ok(DeviceSession::connected(scope_of(&device), handle)?)
+}
+
+/// The device's scope: its row was read through the caller's tenant.
+pub fn scope_of(device: &Device) -> DeviceScope {
+    DeviceScope::checked(device.tenant_id, device.id)
+}
+
+fn running(state: &AppState, device: DeviceId) -> Option<DeviceHandle> {
+    state.sessions.get(device).filter(|h| !h.is_closed())
+}
+
 /// What a device's session looks like without starting it: the live state if it runs, else
 /// what its row says (a session that is not running is not connected).
 pub fn observed_state(state: &AppState, device: &Device) -> SessionState {
-    if let Some(handle) = state.sessions.get(device.id)
-        && !handle.is_closed()
-    {
+    if let Some(handle) = running(state, device.id) {
         return handle.state();
     }
     initial_state(device)
@@ -55,7 +94,7 @@ pub fn observed_state(state: &AppState, device: &Device) -> SessionState {
 
 /// The state a newly started actor begins from.
 pub fn initial_state(device: &Device) -> SessionState {
-    let status = match SessionStatus::from_db(&device.status) {
+    let status = match device.status {
         SessionStatus::Connected | SessionStatus::Connecting if device.auto_connect => {
             SessionStatus::Connecting
         }
@@ -76,5 +115,5 @@ pub fn initial_state(device: &Device) -> SessionState {
 pub fn session(state: &AppState, device: &Device) -> DeviceHandle {
     state
         .sessions
-        .ensure(device.tenant_id, device.id, || initial_state(device))
+        .ensure(scope_of(device), || initial_state(device))
 }

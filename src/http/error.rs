@@ -8,6 +8,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::services;
+use crate::session::SessionError;
+use crate::store::StoreError;
+
 /// Stable, machine-readable error codes. Clients branch on these, never on the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -179,6 +183,53 @@ impl From<sqlx::Error> for ApiError {
                 Self::ServiceUnavailable("database unavailable, retry later".to_owned())
             }
             other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => Self::Conflict(what.to_owned()),
+            StoreError::Db(err) => err.into(),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        match err {
+            SessionError::NotReady(m) | SessionError::Keys(m) => Self::DeviceNotReady(m),
+            SessionError::Conflict(m) => Self::Conflict(m),
+            SessionError::Timeout => {
+                Self::WhatsappTimeout("WhatsApp did not answer in time".to_owned())
+            }
+            e @ SessionError::WhatsApp { .. } => Self::Device(e.to_string()),
+            SessionError::Busy => Self::RateLimited {
+                reason: "too many requests in flight for this device",
+                retry_after_secs: 1,
+            },
+            SessionError::Paced { retry_after_secs } => Self::RateLimited {
+                reason: "too many WhatsApp lookups or participant changes for this device",
+                retry_after_secs,
+            },
+            SessionError::Store(e) => e.into(),
+            SessionError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<services::Error> for ApiError {
+    fn from(err: services::Error) -> Self {
+        use services::Error;
+        match err {
+            Error::Invalid { field, message } => Self::field(field, message),
+            Error::NotFound(m) => Self::NotFound(m),
+            Error::NotOnWhatsapp(m) => Self::NotOnWhatsapp(m),
+            Error::Forbidden(m) => Self::Forbidden(m),
+            Error::Session(e) => e.into(),
+            Error::Store(e) => e.into(),
+            Error::Internal(e) => Self::Internal(e),
         }
     }
 }

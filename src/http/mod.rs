@@ -6,6 +6,7 @@ pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod qr;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -14,10 +14,6 @@ pub struct AppState {
     pub auth_cache: Arc<TokenCache>,
     pub master_token: Option<MasterToken>,
     pub sessions: Arc<SessionPool>,
-    /// Group participants recently read for resolving, per device.
-    pub group_members: Arc<crate::services::contacts::GroupParticipantsCache>,
     /// Per-tenant request budgets.
     pub budgets: Arc<super::budget::TenantBudgets>,
-    /// Block lists as answered, per device, while unchanged.
-    pub blocklist_views: Arc<crate::services::contacts::BlocklistViews>,
 }

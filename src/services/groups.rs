@@ -21,9 +21,9 @@ use whatsapp_rust::features::{
 };
 use whatsapp_rust::request::{InfoQuery, InfoQueryType};
 
-use crate::domain::{ContactId, GroupJid};
-use crate::http::error::ApiError;
-use crate::services::contacts::{Contacts, GroupParticipantsCache, Resolution, UnresolvedReason};
+use super::contacts::{Contacts, Resolution, UnresolvedReason, member_identity};
+use super::error::{Error, GroupAccess, group_failure};
+use crate::domain::{ContactId, GroupJid, Identity, Lid, PhoneNumber};
 use crate::session::SessionError;
 use crate::session::whatsapp::call;
 use crate::store::identities;
@@ -179,26 +179,16 @@ pub struct NewGroup {
 struct Target {
     /// The JID sent to WhatsApp (the LID when known), or none when the number has no account.
     send: Option<Jid>,
-    phone: Option<String>,
-    lid: Option<String>,
+    identity: Identity,
     input_jid: String,
 }
 
 impl Target {
     fn answer_jid(&self) -> String {
-        match (&self.phone, &self.lid) {
-            (Some(phone), _) => format!("{phone}@s.whatsapp.net"),
-            (None, Some(lid)) => format!("{lid}@lid"),
-            (None, None) => self.input_jid.clone(),
-        }
+        self.identity
+            .jid()
+            .unwrap_or_else(|| self.input_jid.clone())
     }
-}
-
-fn jid_of(group: &GroupJid) -> Result<Jid, ApiError> {
-    group
-        .jid()
-        .parse()
-        .map_err(|_| ApiError::field("jid", "not a group JID"))
 }
 
 fn time_text(seconds: Option<u64>) -> Option<String> {
@@ -207,21 +197,12 @@ fn time_text(seconds: Option<u64>) -> Option<String> {
     Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
-/// Group-level failures: a group that is gone, or one the device is not in, is 404; one the
-/// device may not change is 403.
-fn group_error(err: SessionError) -> ApiError {
-    match err {
-        SessionError::WhatsApp { code: 404, .. } => {
-            ApiError::NotFound("group not found".to_owned())
-        }
-        SessionError::WhatsApp { code: 403, .. } | SessionError::WhatsApp { code: 401, .. } => {
-            ApiError::Forbidden(
-                "WhatsApp refused: the device is not a participant or not an admin of this group"
-                    .to_owned(),
-            )
-        }
-        other => other.into(),
-    }
+fn read_error(err: SessionError) -> Error {
+    group_failure(err, GroupAccess::Read)
+}
+
+fn change_error(err: SessionError) -> Error {
+    group_failure(err, GroupAccess::Change)
 }
 
 fn change_status(action: Action, code: u16) -> ChangeStatus {
@@ -240,84 +221,46 @@ pub struct Groups<'a> {
 }
 
 impl Groups<'_> {
-    fn client(&self) -> Result<Arc<Client>, ApiError> {
-        Ok(self.contacts.handle.client()?)
+    fn client(&self) -> Result<Arc<Client>, Error> {
+        Ok(self.contacts.session.client().clone())
     }
 
     fn timeout(&self) -> Duration {
-        self.contacts.handle.wa_timeout()
-    }
-
-    /// Stores LID/PN pairs through the client (its cache and our store both learn them).
-    async fn learn(&self, pairs: Vec<(String, String)>) {
-        if pairs.is_empty() {
-            return;
-        }
-        self.contacts.views.invalidate(self.contacts.device);
-        let Ok(client) = self.client() else { return };
-        if let Err(err) = client
-            .add_lid_pn_mappings(pairs, whatsapp_rust::lid_pn_cache::LearningSource::Other)
-            .await
-        {
-            tracing::warn!(error = %err, "group mappings not stored");
-        }
+        self.contacts.session.timeout()
     }
 
     /// Resolves participants: the store, then one usync query for every unknown number.
-    async fn targets(&self, participants: &[ContactId]) -> Result<Vec<Target>, ApiError> {
-        let inputs: Vec<String> = participants
-            .iter()
-            .map(|p| match p {
-                ContactId::Phone(n) => n.as_str().to_owned(),
-                ContactId::Lid(l) => l.jid(),
-            })
-            .collect();
-        let cache = GroupParticipantsCache::default();
-        let resolutions = self.contacts.resolve(&inputs, None, &cache).await?;
+    async fn targets(&self, participants: &[ContactId]) -> Result<Vec<Target>, Error> {
+        let resolutions = self.contacts.resolve_ids(participants).await?;
         Ok(participants
             .iter()
             .zip(resolutions)
             .map(|(input, resolution)| {
-                let input_jid = match input {
-                    ContactId::Phone(n) => n.jid(),
-                    ContactId::Lid(l) => l.jid(),
-                };
+                let input_jid = input.jid();
                 match resolution {
                     Resolution::Resolved { identity, .. } => {
                         let send = match (&identity.lid, &identity.phone) {
-                            (Some(lid), _) => Some(Jid::lid(lid)),
-                            (None, Some(phone)) => Some(Jid::pn(phone)),
+                            (Some(lid), _) => Some(lid.to_wa()),
+                            (None, Some(phone)) => Some(phone.to_wa()),
                             (None, None) => None,
                         };
                         Target {
                             send,
-                            phone: identity.phone,
-                            lid: identity.lid,
+                            identity,
                             input_jid,
                         }
                     }
                     Resolution::Unresolved(UnresolvedReason::NotOnWhatsapp) => Target {
                         send: None,
-                        phone: match input {
-                            ContactId::Phone(n) => Some(n.as_str().to_owned()),
-                            ContactId::Lid(_) => None,
-                        },
-                        lid: None,
+                        identity: Identity::new(input.phone().cloned(), None),
                         input_jid,
                     },
                     // A LID whose number is unknown is still what WhatsApp knows the user by.
-                    Resolution::Unresolved(_) => {
-                        let lid = match input {
-                            ContactId::Lid(l) => Some(l.as_str().to_owned()),
-                            ContactId::Phone(_) => None,
-                        };
-                        Target {
-                            send: lid.as_deref().map(Jid::lid),
-                            phone: None,
-                            lid,
-                            input_jid,
-                        }
-                    }
+                    Resolution::Unresolved(_) => Target {
+                        send: input.lid().map(Lid::to_wa),
+                        identity: Identity::new(None, input.lid().cloned()),
+                        input_jid,
+                    },
                 }
             })
             .collect())
@@ -327,55 +270,36 @@ impl Groups<'_> {
     async fn participant_views(
         &self,
         participants: &[whatsapp_rust::features::GroupParticipant],
-    ) -> Result<Vec<ParticipantView>, ApiError> {
-        let mut learned = Vec::new();
-        let mut rows = Vec::with_capacity(participants.len());
-        for p in participants {
-            let lid = p
-                .lid
-                .as_ref()
-                .or(p.jid.is_lid().then_some(&p.jid))
-                .map(|j| j.user.to_string());
-            let phone = p
-                .phone_number
-                .as_ref()
-                .or(p.jid.is_pn().then_some(&p.jid))
-                .map(|j| j.user.to_string());
-            if let (Some(lid), Some(phone)) = (&lid, &phone) {
-                learned.push((lid.clone(), phone.clone()));
-            }
-            rows.push((lid, phone, p.is_admin(), p.is_super_admin()));
-        }
-        let missing: Vec<String> = rows
+    ) -> Result<Vec<ParticipantView>, Error> {
+        let mut members: Vec<Identity> = participants
             .iter()
-            .filter(|(lid, phone, ..)| lid.is_some() && phone.is_none())
-            .filter_map(|(lid, ..)| lid.clone())
+            .map(|p| member_identity(&p.jid, p.lid.as_ref(), p.phone_number.as_ref()))
             .collect();
-        let known = identities::phones_of_lids(
-            self.contacts.db,
-            self.contacts.tenant,
-            self.contacts.device,
-            &missing,
-        )
-        .await
-        .map_err(ApiError::from)?;
-        self.learn(learned).await;
-        Ok(rows
+        self.contacts.learn(&members).await;
+        let missing: Vec<Lid> = members
+            .iter()
+            .filter(|m| m.phone.is_none())
+            .filter_map(|m| m.lid.clone())
+            .collect();
+        let known =
+            identities::phones_of_lids(self.contacts.db, self.contacts.session.scope(), &missing)
+                .await?;
+        for member in &mut members {
+            if member.phone.is_none()
+                && let Some(phone) = member.lid.as_ref().and_then(|l| known.get(l))
+            {
+                member.phone = Some(phone.clone());
+            }
+        }
+        Ok(members
             .into_iter()
-            .map(|(lid, phone, is_admin, is_super_admin)| {
-                let phone = phone.or_else(|| lid.as_ref().and_then(|l| known.get(l).cloned()));
-                let jid = match (&phone, &lid) {
-                    (Some(p), _) => format!("{p}@s.whatsapp.net"),
-                    (None, Some(l)) => format!("{l}@lid"),
-                    (None, None) => String::new(),
-                };
-                ParticipantView {
-                    jid,
-                    phone_number: phone,
-                    lid_jid: lid.map(|l| format!("{l}@lid")),
-                    is_admin,
-                    is_super_admin,
-                }
+            .zip(participants)
+            .map(|(member, p)| ParticipantView {
+                jid: member.jid().unwrap_or_default(),
+                phone_number: member.phone_digits(),
+                lid_jid: member.lid_jid(),
+                is_admin: p.is_admin(),
+                is_super_admin: p.is_super_admin(),
             })
             .collect())
     }
@@ -384,7 +308,7 @@ impl Groups<'_> {
         &self,
         meta: &GroupMetadata,
         with_participants: bool,
-    ) -> Result<GroupView, ApiError> {
+    ) -> Result<GroupView, Error> {
         let participants = self.participant_views(&meta.participants).await?;
         let owner = meta
             .creator_pn
@@ -417,25 +341,20 @@ impl Groups<'_> {
     }
 
     /// A group's metadata. A group the device is not in reads as one that does not exist.
-    async fn metadata(&self, group: &GroupJid) -> Result<GroupMetadata, ApiError> {
+    async fn metadata(&self, group: &GroupJid) -> Result<GroupMetadata, Error> {
         let client = self.client()?;
-        let jid = jid_of(group)?;
+        let jid = group.to_wa();
         call(
             "group_metadata",
             self.timeout(),
             client.groups().get_metadata(&jid),
         )
         .await
-        .map_err(|err| match err {
-            SessionError::WhatsApp {
-                code: 401 | 403, ..
-            } => ApiError::NotFound("group not found (or the device is not in it)".to_owned()),
-            other => group_error(other),
-        })
+        .map_err(read_error)
     }
 
     /// Groups and communities the device is in.
-    pub async fn list(&self) -> Result<Vec<GroupView>, ApiError> {
+    pub async fn list(&self) -> Result<Vec<GroupView>, Error> {
         let client = self.client()?;
         let groups = call(
             "group_participating",
@@ -443,7 +362,7 @@ impl Groups<'_> {
             client.groups().get_participating(),
         )
         .await
-        .map_err(group_error)?;
+        .map_err(read_error)?;
         let mut views = Vec::with_capacity(groups.len());
         for meta in groups.values() {
             views.push(self.view(meta, false).await?);
@@ -452,21 +371,20 @@ impl Groups<'_> {
         Ok(views)
     }
 
-    pub async fn get(&self, group: &GroupJid) -> Result<GroupView, ApiError> {
+    pub async fn get(&self, group: &GroupJid) -> Result<GroupView, Error> {
         let meta = self.metadata(group).await?;
         self.view(&meta, true).await
     }
 
     /// Creates a group (or a community, or a group inside one); answers it and the outcome for
     /// each participant.
-    pub async fn create(&self, new: NewGroup) -> Result<(GroupView, Vec<ChangeResult>), ApiError> {
+    pub async fn create(&self, new: NewGroup) -> Result<(GroupView, Vec<ChangeResult>), Error> {
         let client = self.client()?;
-        let subject =
-            GroupSubject::new(&new.name).map_err(|e| ApiError::field("name", e.to_string()))?;
+        let subject = GroupSubject::new(&new.name).map_err(|e| Error::invalid("name", e))?;
         let targets = self.targets(&new.participants).await?;
         let senders: Vec<Jid> = dedup(targets.iter().filter_map(|t| t.send.clone()));
         if !senders.is_empty() {
-            self.contacts.handle.pace().await?;
+            self.contacts.session.pace().await?;
         }
         let meta = if new.community {
             let mut options = CreateCommunityOptions::new(subject.as_str());
@@ -478,7 +396,7 @@ impl Groups<'_> {
                 client.community().create(options),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
             let meta = created.metadata;
             if !senders.is_empty() {
                 call(
@@ -487,11 +405,11 @@ impl Groups<'_> {
                     client.groups().add_participants(&meta.id, &senders),
                 )
                 .await
-                .map_err(group_error)?;
+                .map_err(change_error)?;
             }
             meta
         } else if let Some(parent) = &new.parent {
-            let parent = jid_of(parent)?;
+            let parent = parent.to_wa();
             call(
                 "group_create",
                 self.timeout(),
@@ -500,7 +418,7 @@ impl Groups<'_> {
                     .create_subgroup(subject.as_str(), &senders, parent),
             )
             .await
-            .map_err(group_error)?
+            .map_err(change_error)?
             .metadata
         } else {
             let mut options = GroupCreateOptions::new(subject.as_str()).with_participants(
@@ -509,9 +427,9 @@ impl Groups<'_> {
                     .filter_map(|t| {
                         let jid = t.send.clone()?;
                         let options = GroupParticipantOptions::new(jid);
-                        Some(match &t.phone {
-                            Some(phone) if t.lid.is_some() => {
-                                options.with_phone_number(Jid::pn(phone))
+                        Some(match &t.identity.phone {
+                            Some(phone) if t.identity.lid.is_some() => {
+                                options.with_phone_number(phone.to_wa())
                             }
                             _ => options,
                         })
@@ -524,7 +442,7 @@ impl Groups<'_> {
             if let Some(description) = &new.description {
                 options.description = Some(
                     GroupDescription::new(description)
-                        .map_err(|e| ApiError::field("description", e.to_string()))?,
+                        .map_err(|e| Error::invalid("description", e))?,
                 );
             }
             call(
@@ -533,16 +451,16 @@ impl Groups<'_> {
                 client.groups().create_group(options),
             )
             .await
-            .map_err(group_error)?
+            .map_err(change_error)?
             .metadata
         };
         let group = GroupJid::parse(&meta.id.to_string())
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("WhatsApp created a non-group")))?;
+            .map_err(|_| Error::internal(anyhow::anyhow!("WhatsApp created a non-group")))?;
         if new.parent.is_some()
             && let Some(description) = &new.description
         {
-            let description = GroupDescription::new(description)
-                .map_err(|e| ApiError::field("description", e.to_string()))?;
+            let description =
+                GroupDescription::new(description).map_err(|e| Error::invalid("description", e))?;
             call(
                 "group_settings",
                 self.timeout(),
@@ -553,7 +471,7 @@ impl Groups<'_> {
                 ),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
         }
         if new.announce {
             call(
@@ -562,7 +480,7 @@ impl Groups<'_> {
                 client.groups().set_announce(&meta.id, true),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
         }
         if new.locked {
             call(
@@ -571,7 +489,7 @@ impl Groups<'_> {
                 client.groups().set_locked(&meta.id, true),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
         }
         let needs_reread = new.community
             || new.parent.is_some()
@@ -589,10 +507,8 @@ impl Groups<'_> {
             .iter()
             .map(|t| {
                 let present = members.iter().any(|m| {
-                    (t.phone.is_some() && m.phone_number == t.phone)
-                        || (t.lid.is_some()
-                            && m.lid_jid.as_deref()
-                                == t.lid.as_ref().map(|l| format!("{l}@lid")).as_deref())
+                    (t.identity.phone.is_some() && m.phone_number == t.identity.phone_digits())
+                        || (t.identity.lid.is_some() && m.lid_jid == t.identity.lid_jid())
                 });
                 let (status, code) = match (&t.send, present) {
                     (None, _) => (ChangeStatus::NotOnWhatsapp, None),
@@ -601,7 +517,7 @@ impl Groups<'_> {
                 };
                 ChangeResult {
                     jid: t.answer_jid(),
-                    phone_number: t.phone.clone(),
+                    phone_number: t.identity.phone_digits(),
                     status,
                     code,
                 }
@@ -618,15 +534,15 @@ impl Groups<'_> {
         action: Action,
         participants: &[ContactId],
         across_linked: bool,
-    ) -> Result<Vec<ChangeResult>, ApiError> {
+    ) -> Result<Vec<ChangeResult>, Error> {
         let client = self.client()?;
-        let jid = jid_of(group)?;
+        let jid = group.to_wa();
         let targets = self.targets(participants).await?;
         let senders: Vec<Jid> = dedup(targets.iter().filter_map(|t| t.send.clone()));
         let answers: Vec<ParticipantChangeResponse> = if senders.is_empty() {
             Vec::new()
         } else {
-            self.contacts.handle.pace().await?;
+            self.contacts.session.pace().await?;
             let groups = client.groups();
             let work = async {
                 match action {
@@ -643,38 +559,34 @@ impl Groups<'_> {
             };
             call("group_participants", self.timeout(), work)
                 .await
-                .map_err(group_error)?
+                .map_err(change_error)?
         };
-        let learned: Vec<(String, String)> = answers
+        let learned: Vec<Identity> = answers
             .iter()
-            .filter(|a| a.jid.is_lid())
-            .filter_map(|a| {
-                let phone = a.phone_number.as_ref()?;
-                Some((a.jid.user.to_string(), phone.user.to_string()))
-            })
+            .map(|a| member_identity(&a.jid, None, a.phone_number.as_ref()))
             .collect();
-        self.learn(learned).await;
+        self.contacts.learn(&learned).await;
         Ok(targets
             .iter()
             .map(|t| {
                 let Some(sent) = &t.send else {
                     return ChangeResult {
                         jid: t.answer_jid(),
-                        phone_number: t.phone.clone(),
+                        phone_number: t.identity.phone_digits(),
                         status: ChangeStatus::NotOnWhatsapp,
                         code: None,
                     };
                 };
                 let answer = answers.iter().find(|a| {
                     a.jid.user == sent.user
-                        || t.lid.as_deref() == Some(a.jid.user.as_str())
-                        || (t.phone.is_some()
-                            && a.phone_number.as_ref().map(|p| p.user.to_string()) == t.phone)
+                        || member_identity(&a.jid, None, a.phone_number.as_ref())
+                            .same_user(&t.identity)
                 });
-                let phone = t.phone.clone().or_else(|| {
+                let phone: Option<PhoneNumber> = t.identity.phone.clone().or_else(|| {
                     answer
                         .and_then(|a| a.phone_number.as_ref())
-                        .map(|p| p.user.to_string())
+                        .and_then(ContactId::from_wa)
+                        .and_then(|c| c.phone().cloned())
                 });
                 let (status, code) = match answer {
                     None => (ChangeStatus::Error, None),
@@ -683,18 +595,14 @@ impl Groups<'_> {
                         Some(code) => (change_status(action, code), Some(code)),
                     },
                 };
-                let mut result = ChangeResult {
-                    jid: t.answer_jid(),
-                    phone_number: phone.clone(),
+                ChangeResult {
+                    jid: phone
+                        .as_ref()
+                        .map_or_else(|| t.answer_jid(), PhoneNumber::jid),
+                    phone_number: phone.map(|p| p.as_str().to_owned()),
                     status,
                     code,
-                };
-                if t.phone.is_none()
-                    && let Some(phone) = phone
-                {
-                    result.jid = format!("{phone}@s.whatsapp.net");
                 }
-                result
             })
             .collect())
     }
@@ -704,26 +612,22 @@ impl Groups<'_> {
         &self,
         group: &GroupJid,
         changes: GroupChanges,
-    ) -> Result<GroupView, ApiError> {
+    ) -> Result<GroupView, Error> {
         let client = self.client()?;
-        let jid = jid_of(group)?;
+        let jid = group.to_wa();
         let groups = client.groups();
         let timeout = self.timeout();
         if let Some(name) = &changes.name {
-            let subject =
-                GroupSubject::new(name).map_err(|e| ApiError::field("name", e.to_string()))?;
+            let subject = GroupSubject::new(name).map_err(|e| Error::invalid("name", e))?;
             call("group_settings", timeout, groups.set_subject(&jid, subject))
                 .await
-                .map_err(group_error)?;
+                .map_err(change_error)?;
         }
         if let Some(topic) = &changes.topic {
             let description = if topic.is_empty() {
                 None
             } else {
-                Some(
-                    GroupDescription::new(topic)
-                        .map_err(|e| ApiError::field("topic", e.to_string()))?,
-                )
+                Some(GroupDescription::new(topic).map_err(|e| Error::invalid("topic", e))?)
             };
             call(
                 "group_settings",
@@ -731,7 +635,7 @@ impl Groups<'_> {
                 groups.set_description(&jid, description, PreviousDescription::Resolve),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
         }
         if let Some(announce) = changes.announce {
             call(
@@ -740,12 +644,12 @@ impl Groups<'_> {
                 groups.set_announce(&jid, announce),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
         }
         if let Some(locked) = changes.locked {
             call("group_settings", timeout, groups.set_locked(&jid, locked))
                 .await
-                .map_err(group_error)?;
+                .map_err(change_error)?;
         }
         if let Some(approval) = changes.join_approval {
             let mode = if approval {
@@ -759,7 +663,7 @@ impl Groups<'_> {
                 groups.set_membership_approval(&jid, mode),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
         }
         if let Some(mode) = changes.member_add_mode {
             call(
@@ -768,19 +672,19 @@ impl Groups<'_> {
                 groups.set_member_add_mode(&jid, mode),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
         }
         self.get(group).await
     }
 
     /// Leaves a group, or a community with every group linked to it.
-    pub async fn leave(&self, group: &GroupJid, community: bool) -> Result<(), ApiError> {
+    pub async fn leave(&self, group: &GroupJid, community: bool) -> Result<(), Error> {
         let client = self.client()?;
         if !community {
-            let jid = jid_of(group)?;
+            let jid = group.to_wa();
             return call("group_leave", self.timeout(), client.groups().leave(&jid))
                 .await
-                .map_err(group_error);
+                .map_err(change_error);
         }
         // whatsapp-rust has no community leave: `<leave><community id/></leave>` to g.us, as
         // WhatsApp Web sends it.
@@ -802,17 +706,17 @@ impl Groups<'_> {
         call("community_leave", self.timeout(), client.send_iq(query))
             .await
             .map(|_| ())
-            .map_err(group_error)
+            .map_err(change_error)
     }
 
     /// A community's linked groups, the announcement group flagged.
-    pub async fn linked_groups(&self, community: &GroupJid) -> Result<Vec<LinkedGroup>, ApiError> {
+    pub async fn linked_groups(&self, community: &GroupJid) -> Result<Vec<LinkedGroup>, Error> {
         let client = self.client()?;
         // The sub-group list over w:g2 (`<sub_groups/>`), as WhatsApp's clients read it.
         let query = InfoQuery {
             namespace: "w:g2",
             query_type: InfoQueryType::Get,
-            to: jid_of(community)?,
+            to: community.to_wa(),
             target: None,
             id: None,
             content: Some(NodeContent::Nodes(vec![
@@ -822,7 +726,7 @@ impl Groups<'_> {
         };
         let answer = call("community_groups", self.timeout(), client.send_iq(query))
             .await
-            .map_err(group_error)?;
+            .map_err(read_error)?;
         let node = answer.get().to_owned();
         let Some(list) = node.get_optional_child("sub_groups") else {
             return Err(SessionError::WhatsApp {
@@ -839,10 +743,13 @@ impl Groups<'_> {
                     .get("jid")
                     .or_else(|| g.attrs.get("id"))?
                     .to_string();
-                let jid = if id.contains('@') {
-                    id
-                } else {
-                    format!("{id}@g.us")
+                let jid = match GroupJid::parse(&id) {
+                    Ok(group) => group.jid(),
+                    Err(_) => {
+                        GroupJid::parse(&format!("{id}@{}", crate::domain::jid::GROUP_SERVER))
+                            .ok()?
+                            .jid()
+                    }
                 };
                 Some(LinkedGroup {
                     jid,
@@ -861,9 +768,9 @@ impl Groups<'_> {
         &self,
         meta: &GroupMetadata,
         with_participants: bool,
-    ) -> Result<CommunityView, ApiError> {
+    ) -> Result<CommunityView, Error> {
         let group = GroupJid::parse(&meta.id.to_string())
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("community with a non-group JID")))?;
+            .map_err(|_| Error::internal(anyhow::anyhow!("community with a non-group JID")))?;
         let linked = self.linked_groups(&group).await?;
         let view = self.view(meta, with_participants).await?;
         Ok(CommunityView {
@@ -888,7 +795,7 @@ impl Groups<'_> {
         name: String,
         description: Option<String>,
         participants: Vec<ContactId>,
-    ) -> Result<(CommunityView, Vec<ChangeResult>), ApiError> {
+    ) -> Result<(CommunityView, Vec<ChangeResult>), Error> {
         let (group, results) = self
             .create(NewGroup {
                 name,
@@ -899,12 +806,12 @@ impl Groups<'_> {
             })
             .await?;
         let jid = GroupJid::parse(&group.jid)
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("community with a non-group JID")))?;
+            .map_err(|_| Error::internal(anyhow::anyhow!("community with a non-group JID")))?;
         let meta = self.metadata(&jid).await?;
         Ok((self.community_view(&meta, false).await?, results))
     }
 
-    pub async fn communities(&self) -> Result<Vec<CommunityView>, ApiError> {
+    pub async fn communities(&self) -> Result<Vec<CommunityView>, Error> {
         let client = self.client()?;
         let communities = call(
             "community_participating",
@@ -912,7 +819,7 @@ impl Groups<'_> {
             client.community().get_participating(),
         )
         .await
-        .map_err(group_error)?;
+        .map_err(read_error)?;
         let mut views = Vec::with_capacity(communities.len());
         for meta in communities.values() {
             views.push(self.community_view(meta, false).await?);
@@ -921,10 +828,10 @@ impl Groups<'_> {
         Ok(views)
     }
 
-    pub async fn community(&self, community: &GroupJid) -> Result<CommunityView, ApiError> {
+    pub async fn community(&self, community: &GroupJid) -> Result<CommunityView, Error> {
         let meta = self.metadata(community).await?;
         if !meta.is_parent_group {
-            return Err(ApiError::NotFound(
+            return Err(Error::NotFound(
                 "no such community (the group is not a community)".to_owned(),
             ));
         }
@@ -935,16 +842,16 @@ impl Groups<'_> {
     pub async fn community_participants(
         &self,
         community: &GroupJid,
-    ) -> Result<Vec<ParticipantView>, ApiError> {
+    ) -> Result<Vec<ParticipantView>, Error> {
         let client = self.client()?;
-        let jid = jid_of(community)?;
+        let jid = community.to_wa();
         let members = call(
             "community_participants",
             self.timeout(),
             client.community().get_linked_groups_participants(&jid),
         )
         .await
-        .map_err(group_error)?;
+        .map_err(read_error)?;
         let parent = self.metadata(community).await?;
         let mut views = self.participant_views(&members).await?;
         let admins: HashMap<String, (bool, bool)> = self
@@ -971,10 +878,10 @@ impl Groups<'_> {
         community: &GroupJid,
         groups: &[GroupJid],
         link: bool,
-    ) -> Result<(Vec<String>, Vec<LinkFailure>), ApiError> {
+    ) -> Result<(Vec<String>, Vec<LinkFailure>), Error> {
         let client = self.client()?;
-        let parent = jid_of(community)?;
-        let jids = groups.iter().map(jid_of).collect::<Result<Vec<_>, _>>()?;
+        let parent = community.to_wa();
+        let jids: Vec<Jid> = groups.iter().map(GroupJid::to_wa).collect();
         let (done, failed) = if link {
             let result = call(
                 "community_link",
@@ -982,7 +889,7 @@ impl Groups<'_> {
                 client.community().link_subgroups(&parent, &jids),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
             (result.linked_jids, result.failed_groups)
         } else {
             let result = call(
@@ -991,7 +898,7 @@ impl Groups<'_> {
                 client.community().unlink_subgroups(&parent, &jids, false),
             )
             .await
-            .map_err(group_error)?;
+            .map_err(change_error)?;
             (result.unlinked_jids, result.failed_groups)
         };
         Ok((
@@ -1006,16 +913,16 @@ impl Groups<'_> {
         ))
     }
 
-    pub async fn deactivate(&self, community: &GroupJid) -> Result<(), ApiError> {
+    pub async fn deactivate(&self, community: &GroupJid) -> Result<(), Error> {
         let client = self.client()?;
-        let jid = jid_of(community)?;
+        let jid = community.to_wa();
         call(
             "community_deactivate",
             self.timeout(),
             client.community().deactivate(&jid),
         )
         .await
-        .map_err(group_error)
+        .map_err(change_error)
     }
 }
 

@@ -1,5 +1,9 @@
-//! The logic between the HTTP handlers and the store (and, later, the device sessions).
+//! The logic between the HTTP handlers and the sessions and store. Services speak in their own
+//! error type ([`Error`]); `http/error.rs` alone chooses statuses and codes.
 
 pub mod accounts;
 pub mod contacts;
+pub mod error;
 pub mod groups;
+
+pub use error::Error;

@@ -12,18 +12,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use whatsapp_rust::Client;
 
 use super::actor::{Command, Reply};
+use super::deps::SessionConfig;
+use super::device::DeviceCaches;
 use super::pacing::Pacer;
-use super::pool::{SessionConfig, shutdown_actor};
 use super::state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};
-use crate::domain::{DeviceId, PhoneNumber, TenantId};
+use crate::domain::{DeviceId, DeviceScope, PhoneNumber, TenantId};
 
 /// Slack on top of the WhatsApp timeout for commands that also stop or start a client.
 const COMMAND_SLACK: Duration = Duration::from_secs(15);
 
 #[derive(Clone)]
 pub struct DeviceHandle {
-    tenant: TenantId,
-    device: DeviceId,
+    scope: DeviceScope,
     commands: mpsc::Sender<Command>,
     state: watch::Receiver<SessionState>,
     client: watch::Receiver<Option<Arc<Client>>>,
@@ -31,20 +31,20 @@ pub struct DeviceHandle {
     qr_wait: Duration,
     connect_wait: Duration,
     pacer: Arc<Pacer>,
+    caches: Arc<DeviceCaches>,
 }
 
 impl DeviceHandle {
     pub(crate) fn new(
-        tenant: TenantId,
-        device: DeviceId,
+        scope: DeviceScope,
         commands: mpsc::Sender<Command>,
         state: watch::Receiver<SessionState>,
         client: watch::Receiver<Option<Arc<Client>>>,
-        config: SessionConfig,
+        config: &SessionConfig,
+        caches: Arc<DeviceCaches>,
     ) -> Self {
         Self {
-            tenant,
-            device,
+            scope,
             commands,
             state,
             client,
@@ -52,6 +52,7 @@ impl DeviceHandle {
             qr_wait: config.qr_wait,
             connect_wait: config.connect_wait,
             pacer: Arc::new(Pacer::new(config.pace)),
+            caches,
         }
     }
 
@@ -67,7 +68,17 @@ impl DeviceHandle {
     }
 
     pub fn device_id(&self) -> DeviceId {
-        self.device
+        self.scope.device()
+    }
+
+    /// The device with its tenant.
+    pub fn scope(&self) -> DeviceScope {
+        self.scope
+    }
+
+    /// What lives with the device while its session runs.
+    pub fn caches(&self) -> &DeviceCaches {
+        &self.caches
     }
 
     /// The session's state now.
@@ -77,7 +88,7 @@ impl DeviceHandle {
 
     /// The tenant the device belongs to.
     pub fn tenant(&self) -> TenantId {
-        self.tenant
+        self.scope.tenant()
     }
 
     /// See [`SessionState::contacts_version`].
@@ -197,6 +208,9 @@ impl DeviceHandle {
 
     /// Stops the session cleanly and waits for it.
     pub async fn shutdown(&self) {
-        shutdown_actor(&self.commands).await;
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
     }
 }

@@ -8,12 +8,13 @@ use wacore_binary::Node;
 use whatsapp_rust::Client;
 use whatsapp_rust::types::events::Event;
 
-use super::pool::SessionDeps;
-use crate::domain::DeviceId;
+use sqlx::PgPool;
+
+use crate::domain::{ContactId, DeviceScope};
 use crate::store::identities::{self, NameUpdate};
 
 /// Records the names an event carries.
-pub(crate) async fn record_event(deps: &SessionDeps, device: DeviceId, event: &Event) {
+pub(crate) async fn record_event(db: &PgPool, scope: &DeviceScope, event: &Event) {
     let update = match event {
         Event::PushNameUpdate(update) => NameUpdate {
             jid: update.jid.to_non_ad_string(),
@@ -39,17 +40,9 @@ pub(crate) async fn record_event(deps: &SessionDeps, device: DeviceId, event: &E
     if update.is_empty() {
         return;
     }
-    if let Err(err) = identities::record_names(&deps.db, device, &[update]).await {
-        tracing::warn!(device_id = %device, error = %err, "recording contact names failed");
+    if let Err(err) = identities::record_names(db, scope, &[update]).await {
+        tracing::warn!(error = %err, "recording contact names failed");
     }
-}
-
-/// The user part and server of a JID, device suffix dropped (`123:4@s.whatsapp.net` is
-/// (`123`, `s.whatsapp.net`)).
-fn user_and_server(jid: &str) -> Option<(&str, &str)> {
-    let (user, server) = jid.split_once('@')?;
-    let user = user.split([':', '.']).next().unwrap_or(user);
-    (!user.is_empty() && user.bytes().all(|b| b.is_ascii_digit())).then_some((user, server))
 }
 
 /// Records the push name an incoming message carries (`notify`), under the sender's LID and
@@ -57,8 +50,8 @@ fn user_and_server(jid: &str) -> Option<(&str, &str)> {
 /// LID sender, or `sender_lid` beside a phone-number sender). In groups the sender is the
 /// `participant`.
 pub(crate) async fn record_message_sender(
-    deps: &SessionDeps,
-    device: DeviceId,
+    db: &PgPool,
+    scope: &DeviceScope,
     client: Option<Arc<Client>>,
     node: &Node,
 ) {
@@ -66,68 +59,50 @@ pub(crate) async fn record_message_sender(
     let Some(push_name) = attr("notify").filter(|n| !n.trim().is_empty()) else {
         return;
     };
-    let Some(sender) = attr("participant").or_else(|| attr("from")) else {
+    let Some(sender) = attr("participant")
+        .or_else(|| attr("from"))
+        .and_then(|s| ContactId::from_wire(&s))
+    else {
         return;
     };
-    let Some((user, server)) = user_and_server(&sender) else {
-        return;
+    let other = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|name| attr(name).and_then(|v| ContactId::from_wire(&v)))
     };
-    let (lid, phone) = match server {
-        "lid" => (
-            Some(user.to_owned()),
-            attr("participant_pn")
-                .or_else(|| attr("sender_pn"))
-                .and_then(|pn| user_and_server(&pn).map(|(u, _)| u.to_owned())),
+    let (lid, phone) = match sender {
+        ContactId::Lid(lid) => (
+            Some(lid),
+            other(["participant_pn", "sender_pn"]).and_then(|c| c.phone().cloned()),
         ),
-        "s.whatsapp.net" | "c.us" => (
-            attr("participant_lid")
-                .or_else(|| attr("sender_lid"))
-                .and_then(|l| user_and_server(&l).map(|(u, _)| u.to_owned())),
-            Some(user.to_owned()),
+        ContactId::Phone(phone) => (
+            other(["participant_lid", "sender_lid"]).and_then(|c| c.lid().cloned()),
+            Some(phone),
         ),
-        _ => return,
     };
-    let mut updates = Vec::new();
-    for jid in [
-        lid.as_ref().map(|l| format!("{l}@lid")),
-        phone.as_ref().map(|p| format!("{p}@s.whatsapp.net")),
+    let updates: Vec<NameUpdate> = [
+        lid.as_ref().map(|l| l.jid()),
+        phone.as_ref().map(|p| p.jid()),
     ]
     .into_iter()
     .flatten()
-    {
-        updates.push(NameUpdate {
-            jid,
-            push_name: Some(push_name.clone()),
-            ..NameUpdate::default()
-        });
-    }
-    if let Err(err) = identities::record_names(&deps.db, device, &updates).await {
-        tracing::warn!(device_id = %device, error = %err, "recording a push name failed");
+    .map(|jid| NameUpdate {
+        jid,
+        push_name: Some(push_name.clone()),
+        ..NameUpdate::default()
+    })
+    .collect();
+    if let Err(err) = identities::record_names(db, scope, &updates).await {
+        tracing::warn!(error = %err, "recording a push name failed");
     }
     if let (Some(lid), Some(phone), Some(client)) = (lid, phone, client)
         && let Err(err) = client
             .add_lid_pn_mappings(
-                vec![(lid, phone)],
+                vec![(lid.as_str().to_owned(), phone.as_str().to_owned())],
                 whatsapp_rust::lid_pn_cache::LearningSource::Other,
             )
             .await
     {
-        tracing::warn!(device_id = %device, error = %err, "LID mapping from a message not stored");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::user_and_server;
-
-    #[test]
-    fn jids_split_without_device_suffix() {
-        assert_eq!(
-            user_and_server("5511999990000:3@s.whatsapp.net"),
-            Some(("5511999990000", "s.whatsapp.net"))
-        );
-        assert_eq!(user_and_server("123456@lid"), Some(("123456", "lid")));
-        assert_eq!(user_and_server("status@broadcast"), None);
-        assert_eq!(user_and_server("no-at-sign"), None);
+        tracing::warn!(error = %err, "LID mapping from a message not stored");
     }
 }

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use wacore::store::traits::Backend;
 use wuts_wa_store::{PgStore, Sealer, WriteGate};
 
-use super::pool::KeyStore;
+use super::deps::KeyStore;
 use crate::domain::DeviceId;
 
 /// Every device's whatsapp-rust state, on the gateway's pool, its key material sealed by

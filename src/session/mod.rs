@@ -1,6 +1,9 @@
 //! Device sessions: one actor task per device owns its whatsapp-rust client.
 //!
 //! - [`pool`]: this node's sessions; restore at startup, shutdown.
+//! - [`device`]: a connected session as a request holds it, and what lives with the device.
+//! - [`blocklist`]: the block list's one home (its IQs, snapshot and cached answer).
+//! - [`deps`]: what every actor shares (settings, keys, database, ownership).
 //! - [`handle`]: what handlers hold: commands with deadlines, the state, the connected client.
 //! - [`actor`]: the task that owns the client and consumes its events.
 //! - [`ownership`]: one live connection per device across every gateway process.
@@ -9,17 +12,21 @@
 //! - [`state`]: statuses, QR and pairing codes, errors.
 
 pub mod actor;
+pub mod blocklist;
+pub mod deps;
+pub mod device;
 pub mod handle;
 pub(crate) mod identity;
 pub mod keys;
 pub mod ownership;
 pub mod pacing;
 pub mod pool;
-pub mod qr;
 pub mod reconnect;
 pub mod state;
 pub mod whatsapp;
 
+pub use deps::{KeyStore, SessionConfig};
+pub use device::DeviceSession;
 pub use handle::DeviceHandle;
-pub use pool::{KeyStore, SessionConfig, SessionPool};
+pub use pool::SessionPool;
 pub use state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};

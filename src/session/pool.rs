@@ -6,74 +6,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::PgPool;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use wacore::store::traits::Backend;
+use tokio::sync::{Semaphore, mpsc, watch};
 
-use super::actor::{Command, DeviceActor};
+use super::actor::DeviceActor;
+use super::deps::{KeyStore, SessionConfig, SessionDeps};
+use super::device::DeviceCaches;
 use super::handle::DeviceHandle;
 use super::ownership::Ownership;
 use super::state::{SessionState, SessionStatus};
-use crate::domain::{DeviceId, TenantId};
+use crate::domain::{DeviceId, DeviceScope};
 use crate::store::sessions;
 
 /// How long a restored device may take to connect before its restore slot goes to the next.
 const RESTORE_SETTLE: Duration = Duration::from_secs(15);
-
-/// Session settings (from `wuts serve`'s configuration).
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// WhatsApp's WebSocket endpoint (or a stand-in's, in tests).
-    pub wa_url: String,
-    /// The WhatsApp Web version to announce; fetched from WhatsApp when `None`.
-    pub wa_version: Option<(u32, u32, u32)>,
-    /// How long a WhatsApp request may take before `WHATSAPP_TIMEOUT`.
-    pub wa_timeout: Duration,
-    /// How long `/qr` waits for the first QR code, and `/connect` for the connection.
-    pub qr_wait: Duration,
-    pub connect_wait: Duration,
-    /// Startup restore: devices connecting at once, and the random delay before each.
-    pub restore_concurrency: usize,
-    pub restore_jitter: Duration,
-    /// Commands queued per device before `RATE_LIMITED`.
-    pub command_queue: usize,
-    /// Largest random delay before a dropped session reconnects.
-    pub reconnect_jitter: Duration,
-    /// Pace of each device's number checks, resolve queries and participant changes.
-    pub pace: super::pacing::Pace,
-    /// The OS name shown in the phone's list of linked devices.
-    pub device_os: String,
-}
-
-/// Where a device's WhatsApp keys live.
-#[async_trait]
-pub trait KeyStore: Send + Sync + 'static {
-    /// whatsapp-rust's storage for one device, writing only while `gate` (if any) is open.
-    fn backend(
-        &self,
-        device: DeviceId,
-        gate: Option<Arc<wuts_wa_store::WriteGate>>,
-    ) -> Arc<dyn Backend>;
-    /// Whether the device holds paired credentials (so it can connect without a QR).
-    async fn has_credentials(&self, device: DeviceId) -> anyhow::Result<bool>;
-    /// Erases every key and state of the device.
-    async fn erase(&self, device: DeviceId) -> anyhow::Result<()>;
-}
-
-/// What every actor shares.
-pub struct SessionDeps {
-    pub db: PgPool,
-    pub config: SessionConfig,
-    pub keys: Arc<dyn KeyStore>,
-    pub ownership: Ownership,
-}
-
-/// whatsapp-rust's caches, sized for thousands of sessions per process rather than for one
-/// WhatsApp Web tab: a gateway session answers API calls, it does not render chats.
-pub(crate) fn session_cache_config() -> whatsapp_rust::CacheConfig {
-    whatsapp_rust::CacheConfig::default()
-}
 
 /// This node's sessions.
 pub struct SessionPool {
@@ -130,10 +76,10 @@ impl SessionPool {
     /// `status` seeds the state from the device row.
     pub fn ensure(
         &self,
-        tenant: TenantId,
-        device: DeviceId,
+        scope: DeviceScope,
         initial: impl FnOnce() -> SessionState,
     ) -> DeviceHandle {
+        let device = scope.device();
         if let Some(handle) = self.get(device)
             && !handle.is_closed()
         {
@@ -141,32 +87,39 @@ impl SessionPool {
         }
         let Ok(mut sessions) = self.sessions.write() else {
             // A poisoned map means a panic elsewhere; serve this request with a fresh actor.
-            return self.spawn(tenant, device, initial());
+            return self.spawn(scope, initial());
         };
         if let Some(handle) = sessions.get(&device)
             && !handle.is_closed()
         {
             return handle.clone();
         }
-        let handle = self.spawn(tenant, device, initial());
+        let handle = self.spawn(scope, initial());
         sessions.insert(device, handle.clone());
         handle
     }
 
-    fn spawn(&self, tenant: TenantId, device: DeviceId, initial: SessionState) -> DeviceHandle {
+    fn spawn(&self, scope: DeviceScope, initial: SessionState) -> DeviceHandle {
+        use tracing::Instrument;
         let (commands_tx, commands_rx) = mpsc::channel(self.deps.config.command_queue.max(1));
         let state = Arc::new(watch::Sender::new(initial));
         let (client_tx, client_rx) = watch::channel(None);
+        let caches = Arc::new(DeviceCaches::default());
         let handle = DeviceHandle::new(
-            tenant,
-            device,
+            scope,
             commands_tx,
             state.subscribe(),
             client_rx,
-            self.deps.config.clone(),
+            &self.deps.config,
+            caches.clone(),
         );
-        let actor = DeviceActor::new(tenant, device, self.deps.clone(), state, client_tx);
-        tokio::spawn(actor.run(commands_rx));
+        let actor = DeviceActor::new(scope, self.deps.clone(), state, client_tx, caches);
+        let span = tracing::info_span!(
+            "device",
+            "tenant.id" = %scope.tenant(),
+            "device.id" = %scope.device()
+        );
+        tokio::spawn(actor.run(commands_rx).instrument(span));
         handle
     }
 
@@ -183,17 +136,11 @@ impl SessionPool {
     }
 
     /// Deletes a device's session: unlinks it from WhatsApp if connected, erases its keys.
-    pub async fn delete(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-    ) -> Result<(), super::SessionError> {
-        let handle = self.ensure(tenant, device, || {
-            SessionState::new(SessionStatus::Unpaired)
-        });
+    pub async fn delete(&self, scope: DeviceScope) -> Result<(), super::SessionError> {
+        let handle = self.ensure(scope, || SessionState::new(SessionStatus::Unpaired));
         let result = handle.delete().await;
         if let Ok(mut sessions) = self.sessions.write() {
-            sessions.remove(&device);
+            sessions.remove(&scope.device());
         }
         result
     }
@@ -231,11 +178,9 @@ impl SessionPool {
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
-                let handle = pool.ensure(target.tenant_id, target.device_id, || {
-                    SessionState::new(SessionStatus::Connecting)
-                });
+                let handle = pool.ensure(target, || SessionState::new(SessionStatus::Connecting));
                 if let Err(err) = handle.start().await {
-                    tracing::warn!(device_id = %target.device_id, error = %err, "device not restored");
+                    tracing::warn!("device.id" = %target.device(), error = %err, "device not restored");
                     return;
                 }
                 handle.wait_settled(RESTORE_SETTLE).await;
@@ -271,13 +216,5 @@ impl SessionPool {
             }
         }
         counts
-    }
-}
-
-/// Sends a shutdown to an actor and waits for it to finish.
-pub(crate) async fn shutdown_actor(commands: &mpsc::Sender<Command>) {
-    let (done_tx, done_rx) = oneshot::channel();
-    if commands.send(Command::Shutdown(done_tx)).await.is_ok() {
-        let _ = done_rx.await;
     }
 }

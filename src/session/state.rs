@@ -2,56 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-/// The session states of the contract (`GET /status`), also stored in `devices.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SessionStatus {
-    /// Never paired, or pairing gave up.
-    Unpaired,
-    /// A QR code or pairing code is out, waiting for the phone.
-    Pairing,
-    /// Paired; connecting or reconnecting to WhatsApp.
-    Connecting,
-    /// Connected and logged in: WhatsApp requests can be served.
-    Connected,
-    /// Paired, but the session is closed (on request, or stopped by WhatsApp).
-    Disconnected,
-    /// Unlinked: the credentials are gone; pair again to use the device.
-    LoggedOut,
-}
-
-impl SessionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionStatus::Unpaired => "unpaired",
-            SessionStatus::Pairing => "pairing",
-            SessionStatus::Connecting => "connecting",
-            SessionStatus::Connected => "connected",
-            SessionStatus::Disconnected => "disconnected",
-            SessionStatus::LoggedOut => "logged_out",
-        }
-    }
-
-    pub fn from_db(s: &str) -> Self {
-        match s {
-            "pairing" => SessionStatus::Pairing,
-            "connecting" => SessionStatus::Connecting,
-            "connected" => SessionStatus::Connected,
-            "disconnected" => SessionStatus::Disconnected,
-            "logged_out" => SessionStatus::LoggedOut,
-            _ => SessionStatus::Unpaired,
-        }
-    }
-
-    /// Every status, for metrics.
-    pub const ALL: [SessionStatus; 6] = [
-        SessionStatus::Unpaired,
-        SessionStatus::Pairing,
-        SessionStatus::Connecting,
-        SessionStatus::Connected,
-        SessionStatus::Disconnected,
-        SessionStatus::LoggedOut,
-    ];
-}
+pub use crate::domain::SessionStatus;
 
 /// A QR code currently offered for pairing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,32 +95,12 @@ pub enum SessionError {
     /// (`DEVICE_NOT_READY`; the reason names the key id, never the key).
     #[error("{0}")]
     Keys(String),
+    /// The store failed (`SERVICE_UNAVAILABLE` or `INTERNAL_ERROR`).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// Anything else (`INTERNAL_ERROR`).
     #[error("session failure")]
     Internal(#[source] anyhow::Error),
-}
-
-impl From<SessionError> for crate::http::error::ApiError {
-    fn from(err: SessionError) -> Self {
-        use crate::http::error::ApiError;
-        match err {
-            SessionError::NotReady(m) | SessionError::Keys(m) => ApiError::DeviceNotReady(m),
-            SessionError::Conflict(m) => ApiError::Conflict(m),
-            SessionError::Timeout => {
-                ApiError::WhatsappTimeout("WhatsApp did not answer in time".to_owned())
-            }
-            e @ SessionError::WhatsApp { .. } => ApiError::Device(e.to_string()),
-            SessionError::Busy => ApiError::RateLimited {
-                reason: "too many requests in flight for this device",
-                retry_after_secs: 1,
-            },
-            SessionError::Paced { retry_after_secs } => ApiError::RateLimited {
-                reason: "too many WhatsApp lookups or participant changes for this device",
-                retry_after_secs,
-            },
-            SessionError::Internal(e) => ApiError::Internal(e),
-        }
-    }
 }
 
 impl From<whatsapp_rust::request::IqError> for SessionError {
@@ -189,13 +120,6 @@ impl From<whatsapp_rust::request::IqError> for SessionError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_round_trip_through_the_database() {
-        for status in SessionStatus::ALL {
-            assert_eq!(SessionStatus::from_db(status.as_str()), status);
-        }
-    }
 
     #[test]
     fn phone_number_comes_from_the_device_jid() {

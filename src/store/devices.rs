@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::StoreError;
-use crate::domain::{DeviceId, DeviceName, TenantId, UserId};
+use crate::domain::{DeviceId, DeviceName, SessionStatus, TenantId, UserId};
 
 /// A `devices` row.
 #[derive(Debug, Clone)]
@@ -13,7 +13,7 @@ pub struct Device {
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub name: String,
-    pub status: String,
+    pub status: SessionStatus,
     pub whatsapp_jid: Option<String>,
     pub last_seen: Option<DateTime<Utc>>,
     pub auto_connect: bool,
@@ -33,7 +33,7 @@ pub async fn create(
         Device,
         r#"INSERT INTO devices (id, tenant_id, user_id, name) VALUES ($1, $2, $3, $4)
            RETURNING id AS "id: DeviceId", tenant_id AS "tenant_id: TenantId",
-                     user_id AS "user_id: UserId", name, status, whatsapp_jid, last_seen,
+                     user_id AS "user_id: UserId", name, status AS "status: SessionStatus", whatsapp_jid, last_seen,
                      auto_connect, lid_jid, last_error, created_at, updated_at"#,
         DeviceId::new_random() as DeviceId,
         tenant as TenantId,
@@ -53,7 +53,7 @@ pub async fn list(
     Ok(sqlx::query_as!(
         Device,
         r#"SELECT id AS "id: DeviceId", tenant_id AS "tenant_id: TenantId",
-                  user_id AS "user_id: UserId", name, status, whatsapp_jid, last_seen,
+                  user_id AS "user_id: UserId", name, status AS "status: SessionStatus", whatsapp_jid, last_seen,
                   auto_connect, lid_jid, last_error, created_at, updated_at
            FROM devices
            WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id = $2)
@@ -75,7 +75,7 @@ pub async fn get(
     Ok(sqlx::query_as!(
         Device,
         r#"SELECT id AS "id: DeviceId", tenant_id AS "tenant_id: TenantId",
-                  user_id AS "user_id: UserId", name, status, whatsapp_jid, last_seen,
+                  user_id AS "user_id: UserId", name, status AS "status: SessionStatus", whatsapp_jid, last_seen,
                   auto_connect, lid_jid, last_error, created_at, updated_at
            FROM devices
            WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND id = $3"#,

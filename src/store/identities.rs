@@ -4,86 +4,78 @@
 use std::collections::HashMap;
 
 use sqlx::PgPool;
+use wuts_wa_store::PgStore;
 
 use super::StoreError;
-use crate::domain::{DeviceId, TenantId};
+use crate::domain::{
+    ContactId, DeviceId, DeviceScope, Identity, Lid, Names, PhoneNumber, TenantId,
+};
 
-/// Names known for a user. Empty fields are `None`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Names {
-    pub full_name: Option<String>,
-    pub first_name: Option<String>,
-    pub push_name: Option<String>,
-    pub business_name: Option<String>,
-}
-
-impl Names {
-    /// Fills what `self` lacks from `other`.
-    pub fn merge(&mut self, other: &Names) {
-        for (into, from) in [
-            (&mut self.full_name, &other.full_name),
-            (&mut self.first_name, &other.first_name),
-            (&mut self.push_name, &other.push_name),
-            (&mut self.business_name, &other.business_name),
-        ] {
-            if into.is_none() {
-                into.clone_from(from);
-            }
-        }
-    }
-}
-
-/// The LIDs of phone numbers (digits -> LID digits), for the numbers this device knows.
+/// The LIDs of phone numbers, for the numbers this device knows (whatsapp-rust's own
+/// mappings, read through the key store that owns them).
 pub async fn lids_of_phones(
     pool: &PgPool,
-    tenant: TenantId,
-    device: DeviceId,
-    phones: &[String],
-) -> Result<HashMap<String, String>, StoreError> {
-    if phones.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = sqlx::query!(
-        r#"SELECT p.pn, p.lid FROM wa_pn_lids p
-           JOIN devices d ON d.id = p.device_id
-           WHERE d.tenant_id = $1 AND p.device_id = $2 AND p.pn = ANY($3)"#,
-        tenant as TenantId,
-        device as DeviceId,
-        phones,
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.pn, r.lid)).collect())
+    scope: &DeviceScope,
+    phones: &[PhoneNumber],
+) -> Result<HashMap<PhoneNumber, Lid>, StoreError> {
+    let digits: Vec<String> = phones.iter().map(|p| p.as_str().to_owned()).collect();
+    let found = PgStore::lids_of_phones(pool, scope.device().0, &digits).await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(pn, lid)| {
+            Some((
+                PhoneNumber::from_digits(&pn).ok()?,
+                Lid::from_digits(&lid).ok()?,
+            ))
+        })
+        .collect())
 }
 
-/// The phone numbers of LIDs (LID digits -> digits), for the LIDs this device knows.
+/// The phone numbers of LIDs, for the LIDs this device knows.
 pub async fn phones_of_lids(
     pool: &PgPool,
-    tenant: TenantId,
-    device: DeviceId,
-    lids: &[String],
-) -> Result<HashMap<String, String>, StoreError> {
-    if lids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = sqlx::query!(
-        r#"SELECT m.lid, m.pn FROM wa_lid_mappings m
-           JOIN devices d ON d.id = m.device_id
-           WHERE d.tenant_id = $1 AND m.device_id = $2 AND m.lid = ANY($3)"#,
-        tenant as TenantId,
-        device as DeviceId,
-        lids,
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.lid, r.pn)).collect())
+    scope: &DeviceScope,
+    lids: &[Lid],
+) -> Result<HashMap<Lid, PhoneNumber>, StoreError> {
+    let digits: Vec<String> = lids.iter().map(|l| l.as_str().to_owned()).collect();
+    let found = PgStore::phones_of_lids(pool, scope.device().0, &digits).await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(lid, pn)| {
+            Some((
+                Lid::from_digits(&lid).ok()?,
+                PhoneNumber::from_digits(&pn).ok()?,
+            ))
+        })
+        .collect())
+}
+
+/// Both halves of each user's identity, from what the device knows: a phone number gains its
+/// LID, a LID its phone number. Order and length follow `users`.
+pub async fn complete(
+    pool: &PgPool,
+    scope: &DeviceScope,
+    users: &[ContactId],
+) -> Result<Vec<Identity>, StoreError> {
+    let phones: Vec<PhoneNumber> = users.iter().filter_map(|u| u.phone().cloned()).collect();
+    let lids: Vec<Lid> = users.iter().filter_map(|u| u.lid().cloned()).collect();
+    let lid_of = lids_of_phones(pool, scope, &phones).await?;
+    let phone_of = phones_of_lids(pool, scope, &lids).await?;
+    Ok(users
+        .iter()
+        .map(|user| match user {
+            ContactId::Phone(phone) => {
+                Identity::new(Some(phone.clone()), lid_of.get(phone).cloned())
+            }
+            ContactId::Lid(lid) => Identity::new(phone_of.get(lid).cloned(), Some(lid.clone())),
+        })
+        .collect())
 }
 
 /// Names stored under these JIDs (phone-number or LID JIDs).
 pub async fn names_of(
     pool: &PgPool,
-    tenant: TenantId,
-    device: DeviceId,
+    scope: &DeviceScope,
     jids: &[String],
 ) -> Result<HashMap<String, Names>, StoreError> {
     if jids.is_empty() {
@@ -93,8 +85,8 @@ pub async fn names_of(
         r#"SELECT c.jid, c.full_name, c.first_name, c.push_name, c.business_name
            FROM contact_names c JOIN devices d ON d.id = c.device_id
            WHERE d.tenant_id = $1 AND c.device_id = $2 AND c.jid = ANY($3)"#,
-        tenant as TenantId,
-        device as DeviceId,
+        scope.tenant() as TenantId,
+        scope.device() as DeviceId,
         jids,
     )
     .fetch_all(pool)
@@ -115,62 +107,99 @@ pub async fn names_of(
         .collect())
 }
 
+/// Fills each identity's names from what is stored under its phone-number and LID JIDs.
+pub async fn attach_names(
+    pool: &PgPool,
+    scope: &DeviceScope,
+    identities: &mut [Identity],
+) -> Result<(), StoreError> {
+    let mut refs: Vec<&mut Identity> = identities.iter_mut().collect();
+    attach_names_to(pool, scope, &mut refs).await
+}
+
+/// [`attach_names`], for identities held elsewhere.
+pub async fn attach_names_to(
+    pool: &PgPool,
+    scope: &DeviceScope,
+    identities: &mut [&mut Identity],
+) -> Result<(), StoreError> {
+    let jids: Vec<String> = identities
+        .iter()
+        .flat_map(|i| [i.pn_jid(), i.lid_jid()])
+        .flatten()
+        .collect();
+    if jids.is_empty() {
+        return Ok(());
+    }
+    let names = names_of(pool, scope, &jids).await?;
+    for identity in identities.iter_mut() {
+        for jid in [identity.pn_jid(), identity.lid_jid()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(found) = names.get(&jid) {
+                identity.names.merge(found);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A named contact of a device, with its LID/PN pair where known.
 #[derive(Debug, Clone)]
 pub struct NamedContact {
     /// The JID the names were stored under.
     pub jid: String,
-    pub phone: Option<String>,
-    pub lid: Option<String>,
-    pub names: Names,
+    pub identity: Identity,
 }
 
-/// Every contact the device has a name for.
+/// Every contact the device has a name for, with the other half of its identity where known.
 pub async fn named_contacts(
     pool: &PgPool,
-    tenant: TenantId,
-    device: DeviceId,
+    scope: &DeviceScope,
 ) -> Result<Vec<NamedContact>, StoreError> {
     let rows = sqlx::query!(
-        r#"SELECT c.jid, c.full_name, c.first_name, c.push_name, c.business_name,
-                  coalesce(m.pn, CASE WHEN c.jid LIKE '%@s.whatsapp.net'
-                                      THEN split_part(c.jid, '@', 1) END) AS phone,
-                  coalesce(p.lid, CASE WHEN c.jid LIKE '%@lid'
-                                       THEN split_part(c.jid, '@', 1) END) AS lid
-           FROM contact_names c
-           JOIN devices d ON d.id = c.device_id
-           LEFT JOIN wa_lid_mappings m
-                  ON m.device_id = c.device_id AND c.jid = m.lid || '@lid'
-           LEFT JOIN wa_pn_lids p
-                  ON p.device_id = c.device_id AND c.jid = p.pn || '@s.whatsapp.net'
+        r#"SELECT c.jid, c.full_name, c.first_name, c.push_name, c.business_name
+           FROM contact_names c JOIN devices d ON d.id = c.device_id
            WHERE d.tenant_id = $1 AND c.device_id = $2
            ORDER BY c.jid"#,
-        tenant as TenantId,
-        device as DeviceId,
+        scope.tenant() as TenantId,
+        scope.device() as DeviceId,
     )
     .fetch_all(pool)
     .await?;
+    let users: Vec<Option<ContactId>> = rows.iter().map(|r| ContactId::from_wire(&r.jid)).collect();
+    let known: Vec<ContactId> = users.iter().flatten().cloned().collect();
+    let mut completed = complete(pool, scope, &known).await?.into_iter();
     Ok(rows
         .into_iter()
-        .map(|r| NamedContact {
-            jid: r.jid,
-            phone: r.phone,
-            lid: r.lid,
-            names: Names {
+        .zip(users)
+        .map(|(r, user)| {
+            let mut identity = match user {
+                Some(_) => completed.next().unwrap_or_default(),
+                None => Identity::default(),
+            };
+            identity.names = Names {
                 full_name: r.full_name,
                 first_name: r.first_name,
                 push_name: r.push_name,
                 business_name: r.business_name,
-            },
+            };
+            NamedContact {
+                jid: r.jid,
+                identity,
+            }
         })
         .collect())
 }
 
 /// Forgets the names a device learned (it logged out).
-pub async fn erase_names(pool: &PgPool, device: DeviceId) -> Result<(), StoreError> {
+pub async fn erase_names(pool: &PgPool, scope: &DeviceScope) -> Result<(), StoreError> {
     sqlx::query!(
-        "DELETE FROM contact_names WHERE device_id = $1",
-        device as DeviceId
+        r#"DELETE FROM contact_names c USING devices d
+           WHERE d.id = c.device_id AND d.tenant_id = $1 AND c.device_id = $2"#,
+        scope.tenant() as TenantId,
+        scope.device() as DeviceId,
     )
     .execute(pool)
     .await?;
@@ -208,7 +237,7 @@ fn non_empty(name: &Option<String>) -> Option<String> {
 /// Upserts names, keeping stored ones where the update has none.
 pub async fn record_names(
     pool: &PgPool,
-    device: DeviceId,
+    scope: &DeviceScope,
     updates: &[NameUpdate],
 ) -> Result<(), StoreError> {
     // One row per JID: a statement may not update the same row twice.
@@ -246,18 +275,20 @@ pub async fn record_names(
         r#"INSERT INTO contact_names AS c
                (device_id, jid, full_name, first_name, push_name, business_name)
            SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+           WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1 AND tenant_id = $7)
            ON CONFLICT (device_id, jid) DO UPDATE SET
                full_name = coalesce(excluded.full_name, c.full_name),
                first_name = coalesce(excluded.first_name, c.first_name),
                push_name = coalesce(excluded.push_name, c.push_name),
                business_name = coalesce(excluded.business_name, c.business_name),
                updated_at = now()"#,
-        device as DeviceId,
+        scope.device() as DeviceId,
         &jids,
         &full as &[Option<String>],
         &first as &[Option<String>],
         &push as &[Option<String>],
         &business as &[Option<String>],
+        scope.tenant() as TenantId,
     )
     .execute(pool)
     .await?;

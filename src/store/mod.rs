@@ -30,15 +30,6 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
 }
 
-impl From<StoreError> for crate::http::error::ApiError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Conflict(what) => Self::Conflict(what.to_owned()),
-            StoreError::Db(err) => err.into(),
-        }
-    }
-}
-
 /// Maps a unique violation of the named constraint (or index) to [`StoreError::Conflict`].
 pub(crate) fn conflict_on(
     constraint: &str,

@@ -3,8 +3,7 @@
 use sqlx::PgPool;
 
 use super::StoreError;
-use crate::domain::{DeviceId, TenantId};
-use crate::session::SessionStatus;
+use crate::domain::{DeviceId, DeviceScope, SessionStatus, TenantId};
 
 /// A change to a device's session columns. `None`/`false` fields are left as they are.
 #[derive(Debug, Clone)]
@@ -38,8 +37,7 @@ impl SessionRecord {
 
 pub async fn record(
     pool: &PgPool,
-    tenant: TenantId,
-    device: DeviceId,
+    scope: &DeviceScope,
     record: &SessionRecord,
 ) -> Result<(), StoreError> {
     sqlx::query!(
@@ -52,9 +50,9 @@ pub async fn record(
                last_error = CASE WHEN $10 THEN NULL ELSE coalesce($9, last_error) END,
                updated_at = now()
            WHERE tenant_id = $1 AND id = $2"#,
-        tenant as TenantId,
-        device as DeviceId,
-        record.status.as_str(),
+        scope.tenant() as TenantId,
+        scope.device() as DeviceId,
+        record.status as SessionStatus,
         record.auto_connect,
         record.jid,
         record.lid,
@@ -68,30 +66,16 @@ pub async fn record(
     Ok(())
 }
 
-/// A device to bring back at startup.
-#[derive(Debug, Clone, Copy)]
-pub struct RestoreTarget {
-    pub tenant_id: TenantId,
-    pub device_id: DeviceId,
-}
-
-/// Every device that should be connected, oldest first.
-pub async fn to_restore(pool: &PgPool) -> Result<Vec<RestoreTarget>, StoreError> {
-    Ok(sqlx::query_as!(
-        RestoreTarget,
+/// Every device that should be connected, oldest first, each with its tenant.
+pub async fn to_restore(pool: &PgPool) -> Result<Vec<DeviceScope>, StoreError> {
+    let rows = sqlx::query!(
         r#"SELECT tenant_id AS "tenant_id: TenantId", id AS "device_id: DeviceId"
            FROM devices WHERE auto_connect ORDER BY created_at, id"#
     )
     .fetch_all(pool)
-    .await?)
-}
-
-/// The tenant of a device, for actors started from internal events.
-pub async fn tenant_of(pool: &PgPool, device: DeviceId) -> Result<Option<TenantId>, StoreError> {
-    Ok(sqlx::query_scalar!(
-        r#"SELECT tenant_id AS "tenant_id: TenantId" FROM devices WHERE id = $1"#,
-        device as DeviceId
-    )
-    .fetch_optional(pool)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| DeviceScope::checked(r.tenant_id, r.device_id))
+        .collect())
 }

@@ -136,6 +136,44 @@ impl PgStore {
         Ok(paired)
     }
 
+    /// The LIDs of phone numbers the device has learned (digits to LID digits), in one query.
+    pub async fn lids_of_phones(
+        pool: &PgPool,
+        device: Uuid,
+        phones: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+        if phones.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let rows = sqlx::query!(
+            "SELECT pn, lid FROM wa_pn_lids WHERE device_id = $1 AND pn = ANY($2)",
+            device,
+            phones,
+        )
+        .fetch_all(pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.pn, r.lid)).collect())
+    }
+
+    /// The phone numbers of LIDs the device has learned (LID digits to digits), in one query.
+    pub async fn phones_of_lids(
+        pool: &PgPool,
+        device: Uuid,
+        lids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+        if lids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let rows = sqlx::query!(
+            "SELECT lid, pn FROM wa_lid_mappings WHERE device_id = $1 AND lid = ANY($2)",
+            device,
+            lids,
+        )
+        .fetch_all(pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.lid, r.pn)).collect())
+    }
+
     /// Erases every key and state of the device, in one transaction. The device row stays.
     pub async fn erase_device(pool: &PgPool, device: Uuid) -> Result<(), sqlx::Error> {
         let mut tx = pool.begin().await?;

@@ -6,66 +6,19 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ContactId, DeviceId, GroupJid, PhoneNumber};
+use crate::domain::{ContactId, DeviceId, GroupJid, Identity, PhoneNumber};
 use crate::http::auth::AuthUser;
-use crate::http::device::{DeviceQuery, select_device};
+use crate::http::device::{DeviceQuery, connected_session};
 use crate::http::envelope::{Data, Success};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{Json, OptionalJson, Query, parse_items};
 use crate::http::state::AppState;
-use crate::services::contacts::{Contacts, Identity, Resolution, UnresolvedReason};
-use crate::session::SessionError;
+use crate::services::contacts::{BusinessProfile, Contacts, Resolution, UnresolvedReason};
 
 /// Most inputs one resolve takes.
 pub const MAX_RESOLVE: usize = 160;
 /// Most numbers one check takes.
 pub const MAX_CHECK: usize = 500;
-
-/// The device's contacts, if its session is connected right now.
-pub(super) async fn contacts<'a>(
-    state: &'a AppState,
-    caller: &AuthUser,
-    device_id: Option<DeviceId>,
-) -> Result<Contacts<'a>, ApiError> {
-    // A named device whose session runs here: no database round trip. The session knows its
-    // tenant; roles that see only their own devices take the checked path below.
-    if let Some(id) = device_id
-        && caller.role.sees_all_devices()
-        && let Some(handle) = state.sessions.get(id)
-        && !handle.is_closed()
-        && handle.tenant() == caller.tenant_id
-        && handle.client().is_ok()
-    {
-        return Ok(Contacts {
-            db: &state.db,
-            tenant: caller.tenant_id,
-            device: id,
-            handle,
-            views: &state.blocklist_views,
-        });
-    }
-    let device = select_device(state, caller, device_id).await?;
-    let handle = state
-        .sessions
-        .get(device.id)
-        .filter(|h| !h.is_closed())
-        .ok_or_else(|| {
-            SessionError::NotReady(format!(
-                "the device is not connected (status: {})",
-                crate::http::device::observed_state(state, &device)
-                    .status
-                    .as_str()
-            ))
-        })?;
-    handle.client()?;
-    Ok(Contacts {
-        db: &state.db,
-        tenant: caller.tenant_id,
-        device: device.id,
-        handle,
-        views: &state.blocklist_views,
-    })
-}
 
 /// A user in an answer: the phone-number JID when known, else the LID JID.
 #[derive(Serialize)]
@@ -78,10 +31,10 @@ pub struct ContactView {
 }
 
 impl ContactView {
-    fn of(identity: &Identity) -> Option<Self> {
+    pub(super) fn of(identity: &Identity) -> Option<Self> {
         Some(Self {
             jid: identity.jid()?,
-            phone_number: identity.phone.clone(),
+            phone_number: identity.phone_digits(),
             lid_jid: identity.lid_jid(),
         })
     }
@@ -107,7 +60,11 @@ pub async fn blocklist(
     State(state): State<AppState>,
     Query(query): Query<BlocklistQuery>,
 ) -> Result<Data<BlocklistView>, ApiError> {
-    let contacts = contacts(&state, &caller, query.device_id).await?;
+    let session = connected_session(&state, &caller, query.device_id).await?;
+    let contacts = Contacts {
+        db: &state.db,
+        session: &session,
+    };
     let view = contacts.blocklist(query.refresh.unwrap_or(false)).await?;
     let (dhash, identities) = &*view;
     let items: Vec<ContactView> = identities.iter().filter_map(ContactView::of).collect();
@@ -181,19 +138,24 @@ async fn change_block(
         None => query,
     };
     let contact = parse_target(&target)?;
-    let contacts = contacts(&state, &caller, target.device_id).await?;
-    let (identity, blocked, snapshot) = contacts.set_blocked(&contact, block).await?;
-    let jid = identity
+    let session = connected_session(&state, &caller, target.device_id).await?;
+    let contacts = Contacts {
+        db: &state.db,
+        session: &session,
+    };
+    let done = contacts.set_blocked(&contact, block).await?;
+    let jid = done
+        .identity
         .jid()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("resolved contact without JID")))?;
     Ok(Data(BlockView {
         jid,
-        phone_number: identity.phone.clone(),
-        lid_jid: identity.lid_jid(),
+        phone_number: done.identity.phone_digits(),
+        lid_jid: done.identity.lid_jid(),
         action: if block { "block" } else { "unblock" },
-        blocked,
-        count: snapshot.items.len(),
-        dhash: snapshot.dhash,
+        blocked: done.blocked,
+        count: done.list.items.len(),
+        dhash: done.list.dhash,
     }))
 }
 
@@ -279,10 +241,12 @@ pub async fn resolve(
             })
         })
         .transpose()?;
-    let contacts = contacts(&state, &caller, body.device_id).await?;
-    let resolutions = contacts
-        .resolve(&body.jids, group.as_ref(), &state.group_members)
-        .await?;
+    let session = connected_session(&state, &caller, body.device_id).await?;
+    let contacts = Contacts {
+        db: &state.db,
+        session: &session,
+    };
+    let resolutions = contacts.resolve(&body.jids, group.as_ref()).await?;
     let mut items = Vec::new();
     let mut unresolved = Vec::new();
     for (input, resolution) in body.jids.iter().zip(resolutions) {
@@ -298,7 +262,7 @@ pub async fn resolve(
                     resolved_jid: jid.clone(),
                     jid,
                     lid_jid: identity.lid_jid(),
-                    phone_number: identity.phone,
+                    phone_number: identity.phone_digits(),
                     full_name: identity.names.full_name,
                     first_name: identity.names.first_name,
                     push_name: identity.names.push_name,
@@ -337,7 +301,11 @@ pub async fn check(
         ]));
     }
     let numbers = parse_items("numbers", &body.numbers, PhoneNumber::parse)?;
-    let contacts = contacts(&state, &caller, body.device_id).await?;
+    let session = connected_session(&state, &caller, body.device_id).await?;
+    let contacts = Contacts {
+        db: &state.db,
+        session: &session,
+    };
     let answer = contacts.check(&numbers).await?;
     Ok(Data(answer.into_iter().collect()))
 }
@@ -367,7 +335,30 @@ pub struct UserInfoView {
 pub struct ProfileView {
     jid: String,
     user_info: UserInfoView,
-    business_profile: Option<crate::services::contacts::BusinessProfile>,
+    business_profile: Option<BusinessProfileView>,
+}
+
+/// A business account's public profile.
+#[derive(Serialize)]
+pub struct BusinessProfileView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    websites: Vec<String>,
+}
+
+impl From<BusinessProfile> for BusinessProfileView {
+    fn from(b: BusinessProfile) -> Self {
+        Self {
+            description: b.description,
+            email: b.email,
+            address: b.address,
+            websites: b.websites,
+        }
+    }
 }
 
 pub async fn profile(
@@ -380,7 +371,11 @@ pub async fn profile(
         number: query.number,
         device_id: query.device_id,
     })?;
-    let contacts = contacts(&state, &caller, query.device_id).await?;
+    let session = connected_session(&state, &caller, query.device_id).await?;
+    let contacts = Contacts {
+        db: &state.db,
+        session: &session,
+    };
     let profile = contacts.profile(&target).await?;
     Ok(Data(ProfileView {
         jid: profile.jid,
@@ -390,7 +385,7 @@ pub async fn profile(
             devices: profile.devices,
             verified_name: profile.verified_name,
         },
-        business_profile: profile.business,
+        business_profile: profile.business.map(BusinessProfileView::from),
     }))
 }
 
@@ -420,19 +415,17 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<ContactList>, ApiError> {
-    let contacts = contacts(&state, &caller, query.device_id).await?;
-    let named =
-        crate::store::identities::named_contacts(&state.db, caller.tenant_id, contacts.device)
-            .await?;
+    let session = connected_session(&state, &caller, query.device_id).await?;
+    let contacts = Contacts {
+        db: &state.db,
+        session: &session,
+    };
+    let named = contacts.named().await?;
     // One entry per person: names stored under the phone-number JID and under the LID JID
     // are the same contact.
     let mut merged: BTreeMap<String, NamedContactView> = BTreeMap::new();
     for contact in named {
-        let identity = Identity {
-            phone: contact.phone.clone(),
-            lid: contact.lid.clone(),
-            names: contact.names.clone(),
-        };
+        let identity = contact.identity;
         let jid = identity.jid().unwrap_or(contact.jid);
         let entry = merged
             .entry(jid.clone())
@@ -445,10 +438,10 @@ pub async fn list(
                 lid_jid: identity.lid_jid(),
             });
         for (into, from) in [
-            (&mut entry.first_name, &contact.names.first_name),
-            (&mut entry.full_name, &contact.names.full_name),
-            (&mut entry.push_name, &contact.names.push_name),
-            (&mut entry.business_name, &contact.names.business_name),
+            (&mut entry.first_name, &identity.names.first_name),
+            (&mut entry.full_name, &identity.names.full_name),
+            (&mut entry.push_name, &identity.names.push_name),
+            (&mut entry.business_name, &identity.names.business_name),
         ] {
             if into.is_none() {
                 into.clone_from(from);

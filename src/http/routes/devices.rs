@@ -4,6 +4,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::SessionStatus;
 use crate::domain::{DeviceId, DeviceName, UserId};
 use crate::http::auth::AuthUser;
 use crate::http::envelope::{Data, Success};
@@ -29,12 +30,12 @@ pub struct DeviceView {
 impl From<Device> for DeviceView {
     fn from(d: Device) -> Self {
         Self {
-            connected: d.status == "connected",
+            connected: d.status == SessionStatus::Connected,
             id: d.id,
             user_id: d.user_id,
             name: d.name,
             whatsapp_jid: d.whatsapp_jid,
-            status: d.status,
+            status: d.status.as_str().to_owned(),
             last_seen: d.last_seen,
             created_at: d.created_at,
             updated_at: d.updated_at,

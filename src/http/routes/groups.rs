@@ -18,16 +18,25 @@ use crate::services::groups::{
 };
 use whatsapp_rust::features::MemberAddMode;
 
-use super::contacts::contacts;
+use crate::http::device::connected_session;
+use crate::services::contacts::Contacts;
+use crate::session::DeviceSession;
 
-async fn groups<'a>(
-    state: &'a AppState,
+async fn session(
+    state: &AppState,
     caller: &AuthUser,
     device_id: Option<DeviceId>,
-) -> Result<Groups<'a>, ApiError> {
-    Ok(Groups {
-        contacts: contacts(state, caller, device_id).await?,
-    })
+) -> Result<DeviceSession, ApiError> {
+    connected_session(state, caller, device_id).await
+}
+
+fn groups<'a>(state: &'a AppState, session: &'a DeviceSession) -> Groups<'a> {
+    Groups {
+        contacts: Contacts {
+            db: &state.db,
+            session,
+        },
+    }
 }
 
 /// Parses a participant list: 1 to 256 identifiers (0 allowed where `allow_empty`), each
@@ -64,10 +73,8 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<GroupListView>, ApiError> {
-    let groups = groups(&state, &caller, query.device_id)
-        .await?
-        .list()
-        .await?;
+    let session = session(&state, &caller, query.device_id).await?;
+    let groups = groups(&state, &session).list().await?;
     Ok(Success::ok(GroupListView {
         count: groups.len(),
         groups,
@@ -132,7 +139,8 @@ pub async fn create(
     if name.is_empty() {
         return Err(ApiError::field("name", "must not be empty"));
     }
-    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let session = session(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let groups = groups(&state, &session);
     let (group, participants) = groups
         .create(NewGroup {
             name,
@@ -162,10 +170,8 @@ pub async fn get(
     GroupPath(jid): GroupPath,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<GroupOne>, ApiError> {
-    let group = groups(&state, &caller, query.device_id)
-        .await?
-        .get(&jid)
-        .await?;
+    let session = session(&state, &caller, query.device_id).await?;
+    let group = groups(&state, &session).get(&jid).await?;
     Ok(Success::ok(GroupOne { group }))
 }
 
@@ -234,7 +240,8 @@ pub async fn update(
     if changes.name.as_deref() == Some("") {
         return Err(ApiError::field("name", "must not be empty"));
     }
-    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let session = session(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let groups = groups(&state, &session);
     let group = groups.update(&jid, changes).await?;
     Ok(Success::ok(GroupOne { group }))
 }
@@ -266,7 +273,8 @@ async fn change(
 ) -> Result<Success<ChangeView>, ApiError> {
     let participants = parse_participants(&body.participants, false)?;
     let action = body.action.unwrap_or(default);
-    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let session = session(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let groups = groups(&state, &session);
     // Removing from a community removes from every linked group, as WhatsApp does.
     let across_linked = community && action == Action::Remove;
     let results = groups
@@ -308,10 +316,8 @@ pub async fn leave(
     GroupPath(jid): GroupPath,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<Done>, ApiError> {
-    groups(&state, &caller, query.device_id)
-        .await?
-        .leave(&jid, false)
-        .await?;
+    let session = session(&state, &caller, query.device_id).await?;
+    groups(&state, &session).leave(&jid, false).await?;
     Ok(Success::ok(Done {}))
 }
 
@@ -345,7 +351,8 @@ pub async fn create_community(
     if name.is_empty() {
         return Err(ApiError::field("name", "must not be empty"));
     }
-    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let session = session(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let groups = groups(&state, &session);
     let (community, participants) = groups
         .create_community(name, body.description, participants)
         .await?;
@@ -366,10 +373,8 @@ pub async fn list_communities(
     State(state): State<AppState>,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<CommunityListView>, ApiError> {
-    let communities = groups(&state, &caller, query.device_id)
-        .await?
-        .communities()
-        .await?;
+    let session = session(&state, &caller, query.device_id).await?;
+    let communities = groups(&state, &session).communities().await?;
     Ok(Success::ok(CommunityListView {
         count: communities.len(),
         communities,
@@ -387,10 +392,8 @@ pub async fn get_community(
     GroupPath(jid): GroupPath,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<CommunityOne>, ApiError> {
-    let community = groups(&state, &caller, query.device_id)
-        .await?
-        .community(&jid)
-        .await?;
+    let session = session(&state, &caller, query.device_id).await?;
+    let community = groups(&state, &session).community(&jid).await?;
     Ok(Success::ok(CommunityOne { community }))
 }
 
@@ -400,10 +403,8 @@ pub async fn deactivate_community(
     GroupPath(jid): GroupPath,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<Done>, ApiError> {
-    groups(&state, &caller, query.device_id)
-        .await?
-        .deactivate(&jid)
-        .await?;
+    let session = session(&state, &caller, query.device_id).await?;
+    groups(&state, &session).deactivate(&jid).await?;
     Ok(Success::ok(Done {}))
 }
 
@@ -413,10 +414,8 @@ pub async fn leave_community(
     GroupPath(jid): GroupPath,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<Done>, ApiError> {
-    groups(&state, &caller, query.device_id)
-        .await?
-        .leave(&jid, true)
-        .await?;
+    let session = session(&state, &caller, query.device_id).await?;
+    groups(&state, &session).leave(&jid, true).await?;
     Ok(Success::ok(Done {}))
 }
 
@@ -452,8 +451,8 @@ pub async fn community_participants(
     GroupPath(jid): GroupPath,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<MembersView>, ApiError> {
-    let participants = groups(&state, &caller, query.device_id)
-        .await?
+    let session = session(&state, &caller, query.device_id).await?;
+    let participants = groups(&state, &session)
         .community_participants(&jid)
         .await?;
     Ok(Success::ok(MembersView {
@@ -517,7 +516,8 @@ pub async fn link_groups(
     Json(body): Json<LinkRequest>,
 ) -> Result<Success<LinkedView>, ApiError> {
     let targets = link_targets(&body)?;
-    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let session = session(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let groups = groups(&state, &session);
     let (linked, failed) = groups.link(&jid, &targets, true).await?;
     Ok(Success::ok(LinkedView {
         jid: jid.jid(),
@@ -534,7 +534,8 @@ pub async fn unlink_groups(
     Json(body): Json<LinkRequest>,
 ) -> Result<Success<UnlinkedView>, ApiError> {
     let targets = link_targets(&body)?;
-    let groups = groups(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let session = session(&state, &caller, body.device_id.or(query.device_id)).await?;
+    let groups = groups(&state, &session);
     let (unlinked, failed) = groups.link(&jid, &targets, false).await?;
     Ok(Success::ok(UnlinkedView {
         jid: jid.jid(),
@@ -555,10 +556,8 @@ pub async fn community_groups(
     GroupPath(jid): GroupPath,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<LinkedGroupsView>, ApiError> {
-    let groups = groups(&state, &caller, query.device_id)
-        .await?
-        .linked_groups(&jid)
-        .await?;
+    let session = session(&state, &caller, query.device_id).await?;
+    let groups = groups(&state, &session).linked_groups(&jid).await?;
     Ok(Success::ok(LinkedGroupsView {
         count: groups.len(),
         groups,

@@ -5,15 +5,14 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{DeviceId, PhoneNumber};
+use crate::domain::{DeviceId, PhoneNumber, SessionStatus};
 use crate::http::auth::AuthUser;
-use crate::http::device::{DeviceQuery, observed_state, select_device, session};
+use crate::http::device::{DeviceQuery, observed_state, scope_of, select_device, session};
 use crate::http::envelope::{Data, Message};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{IdPath, Json, OptionalJson, Query};
+use crate::http::qr::png_data_uri;
 use crate::http::state::AppState;
-use crate::session::SessionStatus;
-use crate::session::qr::png_data_uri;
 use crate::store::devices;
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,7 +220,6 @@ pub async fn logout(
 ) -> Result<Data<DoneView>, ApiError> {
     let device = select_device(&state, &caller, requested(body, query)).await?;
     session(&state, &device).logout().await?;
-    state.blocklist_views.forget(device.id);
     Ok(Data(DoneView {
         message: "logged out",
         device_id: device.id,
@@ -235,8 +233,7 @@ pub async fn delete_device(
     IdPath(id): IdPath<DeviceId>,
 ) -> Result<crate::http::envelope::Success<Message>, ApiError> {
     let device = select_device(&state, &caller, Some(id)).await?;
-    state.sessions.delete(device.tenant_id, device.id).await?;
-    state.blocklist_views.forget(device.id);
+    state.sessions.delete(scope_of(&device)).await?;
     let owner = (!caller.role.sees_all_devices()).then_some(caller.user_id);
     if !devices::delete(&state.db, caller.tenant_id, owner, device.id).await? {
         return Err(ApiError::not_found("device"));

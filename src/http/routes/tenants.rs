@@ -168,7 +168,11 @@ pub async fn delete(
 ) -> Result<Success<Message>, ApiError> {
     // Every device of the tenant is unlinked from WhatsApp (and its keys erased) first.
     for device in crate::store::devices::list(&state.db, id, None).await? {
-        if let Err(err) = state.sessions.delete(id, device.id).await {
+        if let Err(err) = state
+            .sessions
+            .delete(crate::http::device::scope_of(&device))
+            .await
+        {
             tracing::warn!(device_id = %device.id, error = %err, "device not unlinked before deletion");
         }
     }

@@ -162,7 +162,11 @@ pub async fn delete(
     not_yourself(&caller, id, "delete")?;
     // The user's devices go with it: unlink them from WhatsApp and erase their keys first.
     for device in crate::store::devices::list(&state.db, caller.tenant_id, Some(id)).await? {
-        if let Err(err) = state.sessions.delete(caller.tenant_id, device.id).await {
+        if let Err(err) = state
+            .sessions
+            .delete(crate::http::device::scope_of(&device))
+            .await
+        {
             tracing::warn!(device_id = %device.id, error = %err, "device not unlinked before deletion");
         }
     }

@@ -1,0 +1,381 @@
+//! The block list's one home: the block-list IQs (sent through whatsapp-rust's public IQ
+//! machinery, because its own block-list calls do not return the list's hash), the only writer
+//! of the device's snapshot, and the device's cached answer.
+//!
+//! Everything that learns the list (a block or unblock through the API, a refresh, the read at
+//! connect, a block-list notification from WhatsApp) goes through [`DeviceBlocklist::save`].
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Jid, Node, NodeContent, NodeRef, Server};
+use whatsapp_rust::Client;
+use whatsapp_rust::request::{InfoQuery, InfoQueryType};
+
+use super::state::SessionError;
+use super::whatsapp::call;
+use crate::domain::{ContactId, DeviceScope, Identity, Lid, PhoneNumber};
+use crate::store::{blocklists, identities};
+
+/// The block list as WhatsApp answers it: its hash and the blocked users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocklist {
+    pub dhash: String,
+    pub items: Vec<BlockedUser>,
+}
+
+/// One entry of the block list: the JID WhatsApp lists it under, and every identifier the
+/// entry carries (WhatsApp Web's list in phone-number addressing names each entry's LID too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedUser {
+    pub jid: String,
+    pub identity: Identity,
+}
+
+impl Blocklist {
+    /// Whether `identity` is on the list.
+    pub fn contains(&self, identity: &Identity) -> bool {
+        self.items
+            .iter()
+            .any(|item| item.identity.same_user(identity))
+    }
+}
+
+fn blocklist_query(
+    kind: InfoQueryType,
+    item: Option<Node>,
+    timeout: Duration,
+) -> InfoQuery<'static> {
+    InfoQuery {
+        namespace: "blocklist",
+        query_type: kind,
+        to: Jid::new("", Server::Pn),
+        target: None,
+        id: None,
+        content: item.map(|node| NodeContent::Nodes(vec![node])),
+        timeout: Some(timeout),
+    }
+}
+
+/// Reads `<list dhash><item jid .../>...</list>` out of a block-list answer. Each item's `jid`
+/// is what it is listed under; `lid`, `pn_jid` and `phone_number`, where WhatsApp adds them,
+/// give the other half of the user's identity.
+pub fn parse_blocklist(answer: &NodeRef<'_>) -> Result<Blocklist, SessionError> {
+    let list = answer.get_optional_child("list").ok_or_else(|| {
+        SessionError::Internal(anyhow::anyhow!("block-list answer without <list>"))
+    })?;
+    let dhash = list
+        .get_attr("dhash")
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_default();
+    let items = list
+        .get_children_by_tag("item")
+        .filter_map(|item| {
+            let jid = item.get_attr("jid")?.as_str().into_owned();
+            let mut identity = Identity::default();
+            for name in ["jid", "lid", "pn_jid", "phone_number"] {
+                let Some(value) = item.get_attr(name) else {
+                    continue;
+                };
+                match ContactId::from_wire(&value.as_str()) {
+                    Some(ContactId::Phone(phone)) => {
+                        identity.phone = identity.phone.or(Some(phone))
+                    }
+                    Some(ContactId::Lid(lid)) => identity.lid = identity.lid.or(Some(lid)),
+                    None => {}
+                }
+            }
+            Some(BlockedUser { jid, identity })
+        })
+        .collect();
+    Ok(Blocklist { dhash, items })
+}
+
+/// Whether a stanza is an `account_sync` notification about the block list. WhatsApp sends it
+/// when the list changed elsewhere; it is a signal to read the list again, not a delta.
+pub fn is_blocklist_notification(node: &NodeRef<'_>) -> bool {
+    node.tag.as_ref() == "notification" && node.get_optional_child("blocklist").is_some()
+}
+
+/// Fetches the whole block list.
+async fn fetch(client: &Client, timeout: Duration) -> Result<Blocklist, SessionError> {
+    let answer = call(
+        "blocklist_get",
+        timeout,
+        client.send_iq(blocklist_query(InfoQueryType::Get, None, timeout)),
+    )
+    .await?;
+    parse_blocklist(answer.get())
+}
+
+/// Blocks or unblocks a user by LID (with the phone-number JID when known, as WhatsApp wants
+/// for blocks) and answers the list WhatsApp returns. Stores nothing: see
+/// [`DeviceBlocklist::change`].
+pub async fn send_change(
+    client: &Client,
+    timeout: Duration,
+    block: bool,
+    lid: &Lid,
+    phone: Option<&PhoneNumber>,
+) -> Result<Blocklist, SessionError> {
+    let action = if block { "block" } else { "unblock" };
+    let mut item = NodeBuilder::new("item")
+        .attr("action", action)
+        .attr("jid", lid.jid());
+    if block && let Some(phone) = phone {
+        item = item.attr("pn_jid", phone.jid());
+    }
+    let answer = call(
+        action,
+        timeout,
+        client.send_iq(blocklist_query(
+            InfoQueryType::Set,
+            Some(item.build()),
+            timeout,
+        )),
+    )
+    .await?;
+    parse_blocklist(answer.get())
+}
+
+/// A block list as answered: its hash and each item's identity with names.
+pub type BlocklistView = Arc<(String, Vec<Identity>)>;
+
+/// Longest a cached answer is served without being rebuilt, whatever happened.
+const VIEW_MAX_AGE: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct ViewEntry {
+    /// Bumped by every invalidation; a view built before one is not stored.
+    generation: u64,
+    view: Option<(u64, Instant, BlocklistView)>,
+}
+
+/// One device's block list as last answered, kept while nothing changed it: the session's
+/// contacts version (notifications, names it learned) is the same and nothing on this node
+/// changed the list since. Reads then cost no database round trip.
+#[derive(Default)]
+pub struct BlocklistCache {
+    entry: Mutex<ViewEntry>,
+}
+
+impl BlocklistCache {
+    fn entry(&self) -> std::sync::MutexGuard<'_, ViewEntry> {
+        // A poisoned lock only means a panic while it was held; the entry is still coherent
+        // enough to drop, so recover it and start from nothing.
+        self.entry.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            guard.view = None;
+            guard
+        })
+    }
+
+    fn get(&self, version: u64) -> (Option<BlocklistView>, u64) {
+        let entry = self.entry();
+        let view = match &entry.view {
+            Some((v, at, view)) if *v == version && at.elapsed() < VIEW_MAX_AGE => {
+                Some(view.clone())
+            }
+            _ => None,
+        };
+        (view, entry.generation)
+    }
+
+    fn put(&self, version: u64, generation: u64, view: BlocklistView) {
+        let mut entry = self.entry();
+        if entry.generation == generation {
+            entry.view = Some((version, Instant::now(), view));
+        }
+    }
+
+    /// Forgets the answer: the list or the names it shows changed.
+    pub fn invalidate(&self) {
+        let mut entry = self.entry();
+        entry.generation += 1;
+        entry.view = None;
+    }
+}
+
+/// A device's block list: its snapshot in the store, its cached answer, and the client that
+/// reads and changes it on WhatsApp.
+pub struct DeviceBlocklist<'a> {
+    pub db: &'a PgPool,
+    pub scope: &'a DeviceScope,
+    pub cache: &'a BlocklistCache,
+    pub client: &'a Arc<Client>,
+    pub timeout: Duration,
+}
+
+impl DeviceBlocklist<'_> {
+    /// Stores WhatsApp's answer as the device's snapshot, teaches the LID/phone pairs its
+    /// items carried (through the client, so its own cache learns them too), and forgets the
+    /// cached answer. The only writer of the snapshot.
+    pub async fn save(&self, list: &Blocklist) -> Result<(), SessionError> {
+        let pairs: Vec<(String, String)> = list
+            .items
+            .iter()
+            .filter_map(|item| {
+                let identity = &item.identity;
+                Some((
+                    identity.lid.as_ref()?.as_str().to_owned(),
+                    identity.phone.as_ref()?.as_str().to_owned(),
+                ))
+            })
+            .collect();
+        if !pairs.is_empty()
+            && let Err(err) = self
+                .client
+                .add_lid_pn_mappings(pairs, whatsapp_rust::lid_pn_cache::LearningSource::Other)
+                .await
+        {
+            tracing::warn!(error = %err, "block-list mappings not stored");
+        }
+        let snapshot = blocklists::Snapshot {
+            dhash: list.dhash.clone(),
+            items: list.items.iter().map(|item| item.jid.clone()).collect(),
+        };
+        blocklists::put(self.db, self.scope, &snapshot).await?;
+        self.cache.invalidate();
+        Ok(())
+    }
+
+    /// Reads the whole list from WhatsApp into the snapshot.
+    pub async fn refresh(&self) -> Result<Blocklist, SessionError> {
+        let list = fetch(self.client, self.timeout).await?;
+        self.save(&list).await?;
+        Ok(list)
+    }
+
+    /// Blocks or unblocks on WhatsApp; answers (and stores) the list WhatsApp returns.
+    pub async fn change(
+        &self,
+        block: bool,
+        lid: &Lid,
+        phone: Option<&PhoneNumber>,
+    ) -> Result<Blocklist, SessionError> {
+        let list = send_change(self.client, self.timeout, block, lid, phone).await?;
+        self.save(&list).await?;
+        Ok(list)
+    }
+
+    /// The list with each item's identity and names: from the cache while unchanged, else
+    /// from the snapshot, else (or when `refresh`) from WhatsApp. `version` is the session's
+    /// contacts version.
+    pub async fn view(&self, refresh: bool, version: u64) -> Result<BlocklistView, SessionError> {
+        if refresh {
+            self.cache.invalidate();
+        }
+        let (cached, generation) = self.cache.get(version);
+        if let Some(view) = cached {
+            return Ok(view);
+        }
+        let stored = if refresh {
+            None
+        } else {
+            blocklists::get(self.db, self.scope).await?
+        };
+        let snapshot = match stored {
+            Some(snapshot) => snapshot,
+            None => {
+                let list = self.refresh().await?;
+                blocklists::Snapshot {
+                    dhash: list.dhash,
+                    items: list.items.into_iter().map(|item| item.jid).collect(),
+                }
+            }
+        };
+        let users: Vec<ContactId> = snapshot
+            .items
+            .iter()
+            .filter_map(|jid| ContactId::from_wire(jid))
+            .collect();
+        let mut items = identities::complete(self.db, self.scope, &users).await?;
+        identities::attach_names(self.db, self.scope, &mut items).await?;
+        let view = Arc::new((snapshot.dhash, items));
+        // The generation read before the rebuild: an invalidation meanwhile wins.
+        let (_, current) = self.cache.get(version);
+        if current == generation {
+            self.cache.put(version, generation, view.clone());
+        }
+        Ok(view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wacore_binary::marshal::{marshal, unmarshal_ref};
+
+    fn encoded(node: &Node) -> Vec<u8> {
+        marshal(node).expect("marshal")
+    }
+
+    #[test]
+    fn items_carry_both_halves_of_the_identity() {
+        let answer = NodeBuilder::new("iq")
+            .children([NodeBuilder::new("list")
+                .attr("dhash", "2:abc")
+                .attr("addressing_mode", "pn")
+                .children([
+                    NodeBuilder::new("item")
+                        .attr("jid", "5511999990000@s.whatsapp.net")
+                        .attr("lid", "123456789@lid")
+                        .build(),
+                    NodeBuilder::new("item")
+                        .attr("jid", "987654321@lid")
+                        .build(),
+                ])
+                .build()])
+            .build();
+        let bytes = encoded(&answer);
+        let list = parse_blocklist(&unmarshal_ref(&bytes[1..]).expect("decode")).expect("parse");
+        assert_eq!(list.dhash, "2:abc");
+        assert_eq!(list.items.len(), 2);
+        let first = &list.items[0].identity;
+        assert_eq!(first.phone_digits().as_deref(), Some("5511999990000"));
+        assert_eq!(first.lid_jid().as_deref(), Some("123456789@lid"));
+        assert_eq!(
+            list.items[1].identity.lid_jid().as_deref(),
+            Some("987654321@lid")
+        );
+        assert_eq!(list.items[1].identity.phone, None);
+        assert!(list.contains(&Identity::new(None, Lid::from_digits("123456789").ok())));
+    }
+
+    #[test]
+    fn block_list_notifications_are_recognised() {
+        let notification = NodeBuilder::new("notification")
+            .attr("type", "account_sync")
+            .children([NodeBuilder::new("blocklist").attr("dhash", "2:def").build()])
+            .build();
+        let bytes = encoded(&notification);
+        assert!(is_blocklist_notification(
+            &unmarshal_ref(&bytes[1..]).expect("decode")
+        ));
+        let other = NodeBuilder::new("notification")
+            .attr("type", "account_sync")
+            .build();
+        let bytes = encoded(&other);
+        assert!(!is_blocklist_notification(
+            &unmarshal_ref(&bytes[1..]).expect("decode")
+        ));
+    }
+
+    #[test]
+    fn an_invalidation_during_a_rebuild_wins() {
+        let cache = BlocklistCache::default();
+        let (_, generation) = cache.get(1);
+        cache.invalidate();
+        cache.put(1, generation, Arc::new((String::new(), Vec::new())));
+        assert!(cache.get(1).0.is_none());
+        let (_, generation) = cache.get(1);
+        cache.put(1, generation, Arc::new(("h".to_owned(), Vec::new())));
+        assert!(cache.get(1).0.is_some());
+        assert!(
+            cache.get(2).0.is_none(),
+            "another contacts version is another answer"
+        );
+    }
+}
