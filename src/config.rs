@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::store::redact_url_password;
+
 /// Default database: the local PostgreSQL with trust authentication, database `wuts`.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/wuts";
 
@@ -401,20 +403,6 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         _ => Err(format!(
             "`{raw}` is not a duration such as 30s, 1500ms or 2m"
         )),
-    }
-}
-
-/// The URL with any password replaced, for logs and error messages.
-pub fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }
 

@@ -159,6 +159,9 @@ struct ViewEntry {
 #[derive(Default)]
 pub struct BlocklistCache {
     entry: Mutex<ViewEntry>,
+    /// One refresh at a time: two notifications in a row start two refreshes, and the one
+    /// that read the older list must not store it after the newer one.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl BlocklistCache {
@@ -243,6 +246,7 @@ impl DeviceBlocklist<'_> {
 
     /// Reads the whole list from WhatsApp into the snapshot.
     pub async fn refresh(&self) -> Result<Blocklist, SessionError> {
+        let _turn = self.cache.refreshing.lock().await;
         let list = fetch(self.client, self.timeout).await?;
         self.save(&list).await?;
         Ok(list)

@@ -52,7 +52,7 @@ pub struct ConnectError(String);
 
 /// Opens the pool, creating the database first if it does not exist.
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, ConnectError> {
-    let shown = crate::config::redact_url_password(database_url);
+    let shown = redact_url_password(database_url);
     let options = PgConnectOptions::from_str(database_url)
         .map_err(|err| ConnectError(format!("DATABASE_URL ({shown}) is not valid: {err}")))?
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
@@ -117,4 +117,18 @@ pub async fn is_ready(pool: &PgPool) -> bool {
     .fetch_one(pool)
     .await;
     matches!(applied, Ok(Some(version)) if version >= latest)
+}
+
+/// The URL with any password replaced, for logs and error messages.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
