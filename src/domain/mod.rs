@@ -7,6 +7,7 @@ pub mod identity;
 pub mod ids;
 pub mod jid;
 pub mod names;
+pub mod rate;
 pub mod role;
 pub mod scope;
 pub mod status;

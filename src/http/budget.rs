@@ -1,16 +1,23 @@
-//! Per-tenant request budgets: a token bucket per tenant (rate and burst from the configuration,
-//! or from the tenant's row when it has its own), checked once a request is authenticated. Over
-//! budget is `429 RATE_LIMITED` with `Retry-After`. Buckets are per process: N gateway nodes
-//! allow a tenant up to N times its budget, each node still protecting itself.
+//! Per-tenant request budgets, taken by a layer of their own once the caller is known: the
+//! gateway's one rate algorithm ([`crate::domain::rate`]) per tenant, with rate and burst from
+//! the configuration or from the tenant's row when it has its own. Over budget is
+//! `429 RATE_LIMITED` with `Retry-After`. Budgets are per process: N gateway nodes allow a
+//! tenant up to N times its budget, each node still protecting itself.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
+use super::auth::AuthUser;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::domain::TenantId;
+use crate::domain::rate::{Gcra, Schedule};
 use crate::store::tenants;
 
 /// How long a tenant's own limits are trusted before its row is read again.
@@ -24,16 +31,16 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// No budget at all (a rate of zero or less).
-    fn unlimited(self) -> bool {
-        self.rate <= 0.0
+    fn gcra(self) -> Gcra {
+        // The burst is at least one request; fractions of a request cannot be spent.
+        Gcra::new(self.rate, self.burst.max(1.0) as u32)
     }
 }
 
 struct Bucket {
-    tokens: f64,
-    refilled: Instant,
+    schedule: Schedule,
     limits: Limits,
+    gcra: Gcra,
     limits_read: Instant,
 }
 
@@ -76,59 +83,73 @@ impl TenantBudgets {
     /// Forgets the tenant's limits on this node, so its next request reads them again (after the
     /// operator changed them). Other nodes see the change within [`LIMITS_TTL`].
     pub fn forget(&self, tenant: TenantId) {
-        if let Ok(mut buckets) = self.buckets.lock() {
-            buckets.remove(&tenant);
-        }
+        self.buckets().remove(&tenant);
+    }
+
+    /// The buckets. A poisoned lock means a panic while it was held; each bucket is still a
+    /// schedule and its limits, so budgets keep being enforced with them rather than waved
+    /// through.
+    fn buckets(&self) -> MutexGuard<'_, HashMap<TenantId, Bucket>> {
+        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes one request from the tenant's budget, or answers how long to wait.
     pub async fn take(&self, db: &PgPool, tenant: TenantId) -> Result<(), ApiError> {
         let now = Instant::now();
         let stale = self
-            .buckets
-            .lock()
-            .map(|buckets| {
-                buckets
-                    .get(&tenant)
-                    .is_none_or(|b| now.duration_since(b.limits_read) > LIMITS_TTL)
-            })
-            .unwrap_or(true);
+            .buckets()
+            .get(&tenant)
+            .is_none_or(|b| now.duration_since(b.limits_read) > LIMITS_TTL);
         let fresh_limits = if stale {
             Some(self.read_limits(db, tenant).await)
         } else {
             None
         };
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
-        };
+        let mut buckets = self.buckets();
         let bucket = buckets.entry(tenant).or_insert_with(|| Bucket {
-            tokens: self.default.burst,
-            refilled: now,
+            schedule: None,
             limits: self.default,
+            gcra: self.default.gcra(),
             limits_read: now,
         });
         if let Some(limits) = fresh_limits {
             if bucket.limits != limits {
-                bucket.tokens = bucket.tokens.min(limits.burst);
+                bucket.gcra = limits.gcra();
             }
             bucket.limits = limits;
             bucket.limits_read = now;
         }
-        let limits = bucket.limits;
-        if limits.unlimited() {
-            return Ok(());
-        }
-        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * limits.rate).min(limits.burst);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            return Ok(());
-        }
-        let wait = (1.0 - bucket.tokens) / limits.rate;
-        Err(ApiError::RateLimited {
-            reason: "request budget of this tenant exceeded",
-            retry_after_secs: wait.ceil().max(1.0) as u64,
-        })
+        bucket
+            .gcra
+            .reserve(&mut bucket.schedule, now, Duration::ZERO)
+            .map(|_| ())
+            .map_err(|wait| ApiError::RateLimited {
+                reason: "request budget of this tenant exceeded",
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            })
     }
+}
+
+/// The layer that takes a tenant's budget: once a request's bearer token names a user, one
+/// request comes off its tenant's budget before the handler runs; the caller found is handed
+/// to the handler's [`AuthUser`] so the token is looked up once. A request without a user
+/// token goes on as it is (the handler's extractor answers 401, or it is a public or master
+/// route).
+pub async fn take_tenant_budget(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    match AuthUser::authenticate(&parts, &state).await {
+        Ok(Some(user)) => {
+            if let Err(refused) = state.budgets.take(&state.db, user.tenant_id).await {
+                return refused.into_response();
+            }
+            parts.extensions.insert(user);
+        }
+        Ok(None) => {}
+        Err(err) => return err.into_response(),
+    }
+    next.run(Request::from_parts(parts, body)).await
 }

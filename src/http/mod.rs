@@ -41,7 +41,11 @@ pub struct HttpLimits {
 
 /// The whole API with its layers, ready to serve.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    with_layers(routes::api_router(), limits).with_state(state)
+    let routes = routes::api_router().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        budget::take_tenant_budget,
+    ));
+    with_layers(routes, limits).with_state(state)
 }
 
 /// Lets browser pages from `origins` call the API (CORS). No origins: no layer, no CORS headers

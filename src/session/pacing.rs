@@ -1,10 +1,13 @@
 //! Per-device pacing of the WhatsApp calls that get accounts banned when abused (number checks,
-//! resolve usync queries, participant changes). A generic cell rate algorithm: `burst` calls may go
-//! at once, then one per `1/rate` seconds; a call over that waits its turn, up to `queue` calls
-//! deep; beyond that it is refused at once with the time to wait (`RATE_LIMITED`).
+//! resolve usync queries, participant changes), with the gateway's one rate algorithm
+//! ([`crate::domain::rate`]): `burst` calls may go at once, then one per `1/rate` seconds; a
+//! call over that waits its turn, up to `queue` calls deep; beyond that it is refused at once
+//! with the time to wait (`RATE_LIMITED`).
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::domain::rate::{Gcra, Schedule};
 
 /// The pace of one device's sensitive WhatsApp calls.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,51 +29,34 @@ pub struct Refused {
 /// One device's pacer.
 #[derive(Debug)]
 pub struct Pacer {
-    /// Time between calls; `None` when pacing is off.
-    interval: Option<Duration>,
-    /// How far ahead of the schedule a call may go (the burst).
-    tolerance: Duration,
+    gcra: Gcra,
     /// Longest wait a call accepts (the queue).
     max_wait: Duration,
-    /// When the next call is due on the steady schedule (GCRA's theoretical arrival time).
-    due: Mutex<Option<Instant>>,
+    schedule: Mutex<Schedule>,
 }
 
 impl Pacer {
     pub fn new(pace: Pace) -> Self {
-        let interval = (pace.rate.is_finite() && pace.rate > 0.0)
-            .then(|| Duration::from_secs_f64(1.0 / pace.rate));
-        let step = interval.unwrap_or_default();
+        let gcra = Gcra::new(pace.rate, pace.burst);
         Self {
-            interval,
-            tolerance: step * pace.burst.max(1).saturating_sub(1),
-            max_wait: step * pace.queue,
-            due: Mutex::new(None),
+            gcra,
+            max_wait: gcra.interval() * pace.queue,
+            schedule: Mutex::new(None),
         }
     }
 
     /// Reserves the next slot: how long to wait for it, or a refusal. A reserved slot is spent
     /// even if the caller gives up waiting.
     pub fn reserve(&self, now: Instant) -> Result<Duration, Refused> {
-        let Some(interval) = self.interval else {
+        if self.gcra.is_unlimited() {
             return Ok(Duration::ZERO);
-        };
-        let Ok(mut due) = self.due.lock() else {
-            return Ok(Duration::ZERO);
-        };
-        let scheduled = due.map_or(now, |d| d.max(now));
-        let start = scheduled
-            .checked_sub(self.tolerance)
-            .unwrap_or(now)
-            .max(now);
-        let wait = start - now;
-        if wait > self.max_wait {
-            return Err(Refused {
-                retry_after: wait - self.max_wait,
-            });
         }
-        *due = Some(scheduled + interval);
-        Ok(wait)
+        // A poisoned lock means a panic while it was held; the schedule is one instant and
+        // still meaningful, so keep pacing with it rather than letting calls through.
+        let mut schedule = self.schedule.lock().unwrap_or_else(PoisonError::into_inner);
+        self.gcra
+            .reserve(&mut schedule, now, self.max_wait)
+            .map_err(|retry_after| Refused { retry_after })
     }
 
     /// Waits for the next slot, or answers the refusal at once.
