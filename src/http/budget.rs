@@ -143,6 +143,7 @@ pub async fn take_tenant_budget(
     let (mut parts, body) = request.into_parts();
     match AuthUser::authenticate(&parts, &state).await {
         Ok(Some(user)) => {
+            tracing::Span::current().record("tenant.id", tracing::field::display(user.tenant_id));
             if let Err(refused) = state.budgets.take(&state.db, user.tenant_id).await {
                 return refused.into_response();
             }

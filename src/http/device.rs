@@ -31,14 +31,20 @@ pub async fn select_device(
 ) -> Result<Device, ApiError> {
     let owner = (!caller.role.sees_all_devices()).then_some(caller.user_id);
     if let Some(id) = requested {
-        return devices::get(&state.db, caller.tenant_id, owner, id)
+        let device = devices::get(&state.db, caller.tenant_id, owner, id)
             .await?
-            .ok_or_else(|| ApiError::not_found("device"));
+            .ok_or_else(|| ApiError::not_found("device"))?;
+        record_device(device.id);
+        return Ok(device);
     }
     let mut visible = devices::list(&state.db, caller.tenant_id, owner).await?;
     match visible.len() {
         0 => Err(ApiError::not_found("device")),
-        1 => Ok(visible.remove(0)),
+        1 => {
+            let device = visible.remove(0);
+            record_device(device.id);
+            Ok(device)
+        }
         _ => Err(ApiError::fields(vec![FieldError::new(
             "device_id",
             "is required when you have more than one device",
@@ -61,6 +67,7 @@ pub async fn connected_session(
         && handle.tenant() == caller.tenant_id
         && let Ok(session) = DeviceSession::connected(handle.scope(), handle)
     {
+        record_device(id);
         return Ok(session);
     }
     let device = select_device(state, caller, requested).await?;
@@ -76,7 +83,13 @@ pub async fn connected_session(
 
 /// The device's scope: its row was read through the caller's tenant.
 pub fn scope_of(device: &Device) -> DeviceScope {
+    record_device(device.id);
     DeviceScope::checked(device.tenant_id, device.id)
+}
+
+/// Puts the device on the request's span.
+fn record_device(device: DeviceId) {
+    tracing::Span::current().record("device.id", tracing::field::display(device));
 }
 
 fn running(state: &AppState, device: DeviceId) -> Option<DeviceHandle> {

@@ -135,7 +135,15 @@ fn request_span(req: &Request) -> tracing::Span {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", method = %req.method(), route, request_id)
+    // The tenant and device are recorded once known (the budget layer, the device scope).
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        "request.id" = request_id,
+        "tenant.id" = tracing::field::Empty,
+        "device.id" = tracing::field::Empty,
+    )
 }
 
 async fn record_metrics(req: Request, next: Next) -> axum::response::Response {

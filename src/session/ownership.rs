@@ -228,7 +228,7 @@ impl Keeper {
                     self.held.insert(device);
                 }
                 Ok(false) => {
-                    tracing::warn!(device_id = %device, "device taken by another node");
+                    tracing::warn!("device.id" = %device, "device taken by another node");
                     let _ = self.lost.send(device);
                 }
                 Err(err) => {

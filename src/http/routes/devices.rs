@@ -75,7 +75,7 @@ pub async fn create(
         ])
     })?;
     let device = devices::create(&state.db, caller.tenant_id, caller.user_id, &name).await?;
-    tracing::info!(device_id = %device.id, "device created");
+    tracing::info!("device.id" = %device.id, "device created");
     Ok(Success::created(Created {
         device: NewDevice {
             id: device.id,

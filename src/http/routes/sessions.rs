@@ -238,7 +238,7 @@ pub async fn delete_device(
     if !devices::delete(&state.db, caller.tenant_id, owner, device.id).await? {
         return Err(ApiError::not_found("device"));
     }
-    tracing::info!(device_id = %device.id, "device deleted");
+    tracing::info!("device.id" = %device.id, "device deleted");
     Ok(Message::new("device deleted"))
 }
 

@@ -54,7 +54,7 @@ pub async fn register(
     let (name, email) = parse_tenant_and_email(&body.tenant_name, &body.email)?;
     let role = body.role.unwrap_or(Role::Admin);
     let done = accounts::register_tenant(&state.db, &name, &email, role).await?;
-    tracing::info!(tenant_id = %done.tenant.id, "tenant registered");
+    tracing::info!("tenant.id" = %done.tenant.id, "tenant registered");
     Ok(Success::created(Registered {
         tenant: done.tenant,
         user: done.user,
@@ -154,7 +154,7 @@ pub async fn update(
         return Err(ApiError::not_found("tenant"));
     }
     state.budgets.forget(id);
-    tracing::info!(tenant_id = %id, rate_rps = ?limits.rate_rps, rate_burst = ?limits.rate_burst, "tenant budget changed");
+    tracing::info!("tenant.id" = %id, rate_rps = ?limits.rate_rps, rate_burst = ?limits.rate_burst, "tenant budget changed");
     tenants::get(&state.db, id)
         .await?
         .map(Data)
@@ -173,7 +173,7 @@ pub async fn delete(
             .delete(crate::http::device::scope_of(&device))
             .await
         {
-            tracing::warn!(device_id = %device.id, error = %err, "device not unlinked before deletion");
+            tracing::warn!("device.id" = %device.id, error = %err, "device not unlinked before deletion");
         }
     }
     if !tenants::delete(&state.db, id).await? {
@@ -181,6 +181,6 @@ pub async fn delete(
     }
     state.auth_cache.forget_tenant(id);
     state.budgets.forget(id);
-    tracing::info!(tenant_id = %id, "tenant deleted");
+    tracing::info!("tenant.id" = %id, "tenant deleted");
     Ok(Message::new("tenant deleted"))
 }

@@ -167,7 +167,7 @@ pub async fn delete(
             .delete(crate::http::device::scope_of(&device))
             .await
         {
-            tracing::warn!(device_id = %device.id, error = %err, "device not unlinked before deletion");
+            tracing::warn!("device.id" = %device.id, error = %err, "device not unlinked before deletion");
         }
     }
     if !users::delete(&state.db, caller.tenant_id, id).await? {
