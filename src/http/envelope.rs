@@ -3,6 +3,11 @@
 //! Routes keep the published API's shapes: some put their payload under `data`, others at the top
 //! level. [`Success`] flattens a payload struct next to `success`; [`Data`] nests it under `data`.
 
+#![expect(
+    clippy::disallowed_types,
+    reason = "the envelope types are built on axum's own; everything else uses these"
+)]
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

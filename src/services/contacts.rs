@@ -424,7 +424,7 @@ impl Contacts<'_> {
                 description: (!b.description.is_empty()).then(|| b.description.clone()),
                 email: b.email.clone(),
                 address: b.address.clone(),
-                websites: b.website.clone(),
+                websites: b.website,
             }),
         })
     }

@@ -81,9 +81,11 @@ pub fn parse_blocklist(answer: &NodeRef<'_>) -> Result<Blocklist, SessionError> 
                 };
                 match ContactId::from_wire(&value.as_str()) {
                     Some(ContactId::Phone(phone)) => {
-                        identity.phone = identity.phone.or(Some(phone))
+                        identity.phone = identity.phone.or(Some(phone));
                     }
-                    Some(ContactId::Lid(lid)) => identity.lid = identity.lid.or(Some(lid)),
+                    Some(ContactId::Lid(lid)) => {
+                        identity.lid = identity.lid.or(Some(lid));
+                    }
                     None => {}
                 }
             }
