@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 
 pub use crate::store::redact_url_password;
 
@@ -55,14 +56,14 @@ pub struct StoreResealArgs {
 }
 
 /// The keys that seal WhatsApp key material in PostgreSQL.
-#[derive(Clone, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 pub struct StoreKeyArgs {
     /// Key sealing the WhatsApp key material stored in PostgreSQL (Signal sessions, pre-keys,
     /// the device's identity and noise keys, app-state keys): 32 random bytes as 64 hex digits
     /// or base64 (`openssl rand -hex 32`). Unset: stored in clear. Rows written before it was
     /// set stay readable and are sealed when next written, or at once by `wuts store reseal`.
-    #[arg(long, env = "WUTS_STORE_KEY", hide_env_values = true)]
-    pub store_key: Option<String>,
+    #[arg(long, env = "WUTS_STORE_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub store_key: Option<SecretString>,
 
     /// Keys that sealed rows before the current one (comma-separated): still opened, never
     /// used to seal. Keep them until `wuts store reseal` has run.
@@ -70,9 +71,10 @@ pub struct StoreKeyArgs {
         long,
         env = "WUTS_STORE_KEY_PREVIOUS",
         value_delimiter = ',',
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = parse_secret
     )]
-    pub store_key_previous: Vec<String>,
+    pub store_key_previous: Vec<SecretString>,
 }
 
 impl StoreKeyArgs {
@@ -81,7 +83,8 @@ impl StoreKeyArgs {
         use wuts_wa_store::StoreKey;
         let current = self
             .store_key
-            .as_deref()
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
             .filter(|k| !k.trim().is_empty())
             .map(StoreKey::parse)
             .transpose()
@@ -89,6 +92,7 @@ impl StoreKeyArgs {
         let previous = self
             .store_key_previous
             .iter()
+            .map(ExposeSecret::expose_secret)
             .filter(|k| !k.trim().is_empty())
             .enumerate()
             .map(|(i, k)| {
@@ -97,15 +101,6 @@ impl StoreKeyArgs {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(wuts_wa_store::Sealer::new(current, previous))
-    }
-}
-
-impl std::fmt::Debug for StoreKeyArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreKeyArgs")
-            .field("store_key", &self.store_key.as_ref().map(|_| "<redacted>"))
-            .field("store_key_previous", &self.store_key_previous.len())
-            .finish()
     }
 }
 
@@ -147,7 +142,7 @@ impl std::fmt::Debug for DatabaseArgs {
     }
 }
 
-#[derive(Clone, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -158,8 +153,8 @@ pub struct ServeArgs {
 
     /// Platform master token for the super-admin routes (/register, /tenants, /global/tenants).
     /// No default: when unset those routes answer 403. At least 16 characters.
-    #[arg(long, env = "WUTS_MASTER_TOKEN", hide_env_values = true)]
-    pub master_token: Option<String>,
+    #[arg(long, env = "WUTS_MASTER_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub master_token: Option<SecretString>,
 
     /// Log format.
     #[arg(long, env = "WUTS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -299,31 +294,6 @@ pub fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-impl std::fmt::Debug for ServeArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServeArgs")
-            .field("database", &self.database)
-            .field("listen", &self.listen)
-            .field(
-                "master_token",
-                &self.master_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("log_format", &self.log_format)
-            .field("request_timeout", &self.request_timeout)
-            .field("header_read_timeout", &self.header_read_timeout)
-            .field("body_limit", &self.body_limit)
-            .field("cors_origins", &self.cors_origins)
-            .field("tenant_rps", &self.tenant_rps)
-            .field("tenant_burst", &self.tenant_burst)
-            .field("auth_cache_ttl", &self.auth_cache_ttl)
-            .field("auth_cache_capacity", &self.auth_cache_capacity)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("store_keys", &self.store_keys)
-            .field("whatsapp", &self.whatsapp)
-            .finish()
-    }
-}
-
 /// Shortest master token accepted: anything shorter is guessable.
 pub const MIN_MASTER_TOKEN_CHARS: usize = 16;
 
@@ -331,7 +301,7 @@ impl ServeArgs {
     /// Settings that clap cannot check on its own.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(token) = &self.master_token
-            && token.trim().chars().count() < MIN_MASTER_TOKEN_CHARS
+            && token.expose_secret().trim().chars().count() < MIN_MASTER_TOKEN_CHARS
         {
             return Err(format!(
                 "WUTS_MASTER_TOKEN must be at least {MIN_MASTER_TOKEN_CHARS} characters \
@@ -386,24 +356,23 @@ pub enum LogFormat {
     Json,
 }
 
-/// Parses `250ms`, `30s`, `2m`, or a bare number of seconds.
+/// Parses a duration as humantime writes them (`250ms`, `30s`, `2m`, `1h 30m`), or a bare
+/// number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let (digits, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
-        Some(split) => raw.split_at(split),
-        None => (raw, "s"),
-    };
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{raw}` is not a duration such as 30s, 1500ms or 2m"))?;
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
-        _ => Err(format!(
-            "`{raw}` is not a duration such as 30s, 1500ms or 2m"
-        )),
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("`{raw}` is too large a number of seconds"));
     }
+    humantime::parse_duration(raw)
+        .map_err(|_| format!("`{raw}` is not a duration such as 30s, 1500ms or 2m"))
+}
+
+/// A secret setting: kept out of `Debug` output and logs, exposed only where it is used.
+fn parse_secret(raw: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(raw.to_owned()))
 }
 
 #[cfg(test)]
@@ -417,7 +386,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
     }
 
@@ -459,16 +429,16 @@ mod tests {
     fn short_master_tokens_are_refused() {
         let mut cli = Cli::try_parse_from(["wuts"]).expect("parses");
         cli.serve.whatsapp.wa_url = "ws://127.0.0.1:1/ws/chat".to_owned();
-        cli.serve.master_token = Some("short".to_owned());
+        cli.serve.master_token = Some(SecretString::from("short"));
         assert!(cli.serve.validate().is_err());
-        cli.serve.master_token = Some("a-long-enough-master-token".to_owned());
+        cli.serve.master_token = Some(SecretString::from("a-long-enough-master-token"));
         assert!(cli.serve.validate().is_ok());
     }
 
     #[test]
     fn debug_output_hides_secrets() {
         let mut cli = Cli::try_parse_from(["wuts"]).expect("parses");
-        cli.serve.master_token = Some("a-long-enough-master-token".to_owned());
+        cli.serve.master_token = Some(SecretString::from("a-long-enough-master-token"));
         cli.serve.database.database_url = "postgres://app:s3cret@db/wuts".to_owned();
         let shown = format!("{:?}", cli.serve);
         assert!(!shown.contains("a-long-enough-master-token"));

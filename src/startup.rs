@@ -79,7 +79,10 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
             config.auth_cache_ttl,
             config.auth_cache_capacity,
         )),
-        master_token: config.master_token.as_deref().map(MasterToken::new),
+        master_token: config
+            .master_token
+            .as_ref()
+            .map(|token| MasterToken::new(secrecy::ExposeSecret::expose_secret(token))),
         sessions: sessions.clone(),
         budgets: Arc::new(http::budget::TenantBudgets::new(
             config.tenant_rps,

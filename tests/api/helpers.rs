@@ -20,7 +20,7 @@ pub fn test_config(db: &TestDatabase) -> ServeArgs {
     use clap::Parser;
     let mut config = Cli::try_parse_from(["wuts"]).expect("defaults parse").serve;
     config.database.database_url = db.url();
-    config.master_token = Some(MASTER_TOKEN.to_owned());
+    config.master_token = Some(MASTER_TOKEN.into());
     // Tests make requests in tight loops; budgets are tested on their own (tests/api/budgets.rs).
     config.tenant_rps = 0.0;
     // The same for the per-device WhatsApp pacing (tested in tests/api/contacts.rs).

@@ -295,7 +295,7 @@ async fn sigkill_during_block_traffic_loses_nothing_acknowledged() {
     // crash also tests that sealed writes are whole.
     const STORE_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f000112233445566778899aabbccddeeff";
     let app = TestApp::spawn_with_sim_and(&sim, |config| {
-        config.store_keys.store_key = Some(STORE_KEY.to_owned());
+        config.store_keys.store_key = Some(STORE_KEY.into());
     })
     .await;
     let tenant = app.register("sigkill").await;

@@ -39,8 +39,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 fn set_keys(app: &mut TestApp, current: Option<&str>, previous: &[&str]) {
-    app.config.store_keys.store_key = current.map(str::to_owned);
-    app.config.store_keys.store_key_previous = previous.iter().map(|k| (*k).to_owned()).collect();
+    app.config.store_keys.store_key = current.map(Into::into);
+    app.config.store_keys.store_key_previous = previous.iter().map(|k| (*k).into()).collect();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +55,7 @@ async fn key_material_is_sealed_at_rest_and_needs_its_key() {
         .await
         .expect("account created");
     let mut app = TestApp::spawn_with_sim_and(&sim, |config| {
-        config.store_keys.store_key = Some(KEY_1.to_owned());
+        config.store_keys.store_key = Some(KEY_1.into());
     })
     .await;
     let tenant = app.register("sealed").await;
@@ -172,7 +172,7 @@ async fn a_malformed_store_key_is_refused_at_startup_without_repeating_it() {
     }
     let config = {
         let mut cli = wuts_gateway::config::Cli::try_parse_from(["wuts"]).expect("parses");
-        cli.serve.store_keys.store_key_previous = vec![KEY_1.to_owned(), "nope".to_owned()];
+        cli.serve.store_keys.store_key_previous = vec![KEY_1.into(), "nope".into()];
         cli.serve
     };
     let err = config.validate().expect_err("refused");
