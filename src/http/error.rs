@@ -201,6 +201,7 @@ impl From<SessionError> for ApiError {
         match err {
             SessionError::NotReady(m) | SessionError::Keys(m) => Self::DeviceNotReady(m),
             SessionError::Conflict(m) => Self::Conflict(m),
+            SessionError::Unreachable(m) => Self::WhatsappTimeout(m),
             SessionError::Timeout => {
                 Self::WhatsappTimeout("WhatsApp did not answer in time".to_owned())
             }

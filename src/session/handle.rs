@@ -181,19 +181,25 @@ impl DeviceHandle {
         if !refresh && let Some(qr) = self.state.borrow().live_qr(started).cloned() {
             return Ok((qr, true));
         }
+        let failures = self.state.borrow().connect_failures;
         self.call(|reply| Command::StartQr { refresh, reply })
             .await?;
         let mut state = self.state.clone();
-        let fresh = move |s: &SessionState| {
-            s.live_qr(Utc::now())
-                .is_some_and(|qr| !refresh || qr.generated_at >= started)
+        // A QR code, or a failed connection attempt: no QR code can come without WhatsApp.
+        let settled = move |s: &SessionState| {
+            s.connect_failures > failures
+                || s.live_qr(Utc::now())
+                    .is_some_and(|qr| !refresh || qr.generated_at >= started)
         };
-        match tokio::time::timeout(self.qr_wait, state.wait_for(fresh)).await {
-            Ok(Ok(s)) => s
-                .live_qr(Utc::now())
-                .cloned()
-                .map(|qr| (qr, false))
-                .ok_or(SessionError::Timeout),
+        match tokio::time::timeout(self.qr_wait, state.wait_for(settled)).await {
+            Ok(Ok(s)) => match s.live_qr(Utc::now()) {
+                Some(qr) if !refresh || qr.generated_at >= started => Ok((qr.clone(), false)),
+                _ => Err(SessionError::Unreachable(
+                    s.last_error
+                        .clone()
+                        .unwrap_or_else(|| "cannot reach WhatsApp".to_owned()),
+                )),
+            },
             Ok(Err(_)) => Err(SessionError::NotReady(
                 "the device session has stopped".to_owned(),
             )),

@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 use wacore::net::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::async_channel;
+
+use super::state::SessionState;
 
 /// Set by the session when an established connection drops; the next connection waits.
 #[derive(Debug, Clone, Default)]
@@ -28,19 +31,28 @@ impl ReconnectSignal {
     }
 }
 
-/// A transport factory that delays reconnects by a random part of `jitter`.
+/// A transport factory that delays reconnects by a random part of `jitter`, and tells the
+/// session when a connection attempt fails (so that a caller waiting for a QR code hears at
+/// once that WhatsApp cannot be reached, and `/status` says why).
 pub struct JitteredReconnects<F> {
     inner: F,
     jitter: Duration,
     signal: ReconnectSignal,
+    state: Arc<watch::Sender<SessionState>>,
 }
 
 impl<F> JitteredReconnects<F> {
-    pub fn new(inner: F, jitter: Duration, signal: ReconnectSignal) -> Self {
+    pub fn new(
+        inner: F,
+        jitter: Duration,
+        signal: ReconnectSignal,
+        state: Arc<watch::Sender<SessionState>>,
+    ) -> Self {
         Self {
             inner,
             jitter,
             signal,
+            state,
         }
     }
 }
@@ -54,6 +66,15 @@ impl<F: TransportFactory> TransportFactory for JitteredReconnects<F> {
             let max = u64::try_from(self.jitter.as_millis()).unwrap_or(u64::MAX);
             tokio::time::sleep(Duration::from_millis(rand::random_range(0..=max))).await;
         }
-        self.inner.create_transport().await
+        let created = self.inner.create_transport().await;
+        if let Err(err) = &created {
+            let reason = format!("cannot reach WhatsApp: {err}");
+            tracing::debug!(error = %err, "connection to WhatsApp failed");
+            self.state.send_modify(|s| {
+                s.connect_failures += 1;
+                s.last_error = Some(reason);
+            });
+        }
+        created
     }
 }

@@ -39,6 +39,8 @@ pub struct SessionState {
     /// Bumped whenever the session changes what the device's contacts look like (block list,
     /// names): read-side caches compare it to know they are current.
     pub contacts_version: u64,
+    /// Connection attempts to WhatsApp that failed (the cause is in `last_error`).
+    pub connect_failures: u64,
 }
 
 impl SessionState {
@@ -52,6 +54,7 @@ impl SessionState {
             pairing_code: None,
             last_error: None,
             contacts_version: 0,
+            connect_failures: 0,
         }
     }
 
@@ -78,6 +81,9 @@ pub enum SessionError {
     /// The state forbids the action, e.g. pairing a paired device (`CONFLICT`).
     #[error("{0}")]
     Conflict(String),
+    /// WhatsApp could not be reached at all; the reason says why (`WHATSAPP_TIMEOUT`).
+    #[error("{0}")]
+    Unreachable(String),
     /// WhatsApp did not answer in time (`WHATSAPP_TIMEOUT`).
     #[error("WhatsApp did not answer in time")]
     Timeout,

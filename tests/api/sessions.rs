@@ -402,3 +402,56 @@ async fn pair_by_code() {
         .await
         .assert_error(409, "CONFLICT");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_whatsapp_is_answered_at_once_with_the_cause() {
+    // A loopback port nobody listens on: every connection attempt is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let app = TestApp::spawn_with(|config| {
+        config.whatsapp.wa_url = format!("ws://127.0.0.1:{port}/ws/chat");
+        config.whatsapp.wa_timeout = Duration::from_secs(15);
+    })
+    .await;
+    let tenant = app.register("Unreachable").await;
+    let device = app.create_device(&tenant.admin_token, "phone").await;
+
+    let started = std::time::Instant::now();
+    let qr = app
+        .get(&format!("/qr?device_id={device}"))
+        .token(&tenant.admin_token)
+        .send()
+        .await;
+    qr.assert_error(504, "WHATSAPP_TIMEOUT");
+    let message = qr.body["error"].as_str().unwrap_or_default().to_owned();
+    assert!(message.starts_with("cannot reach WhatsApp"), "{message}");
+    // Well before the WhatsApp timeout (15 s) and the QR wait (20 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let status = app
+        .get(&format!("/status?device_id={device}"))
+        .token(&tenant.admin_token)
+        .send()
+        .await;
+    let body = status.assert_status(200);
+    let last_error = body["data"]["last_error"].as_str().unwrap_or_default();
+    assert!(last_error.starts_with("cannot reach WhatsApp"), "{body}");
+
+    let started = std::time::Instant::now();
+    app.post("/paircode")
+        .token(&tenant.admin_token)
+        .json(json!({"phone": "5511900009999", "device_id": device}))
+        .send()
+        .await
+        .assert_error(504, "WHATSAPP_TIMEOUT");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}

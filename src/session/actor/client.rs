@@ -57,6 +57,7 @@ impl DeviceActor {
                 .with_url(config.wa_url.clone()),
             config.reconnect_jitter,
             self.reconnect.clone(),
+            self.state.clone(),
         );
         let gate = Arc::new(WriteGate::new());
         let mut builder = Bot::builder()

@@ -263,6 +263,7 @@ impl DeviceActor {
             let _ = reply.send(Ok((code, true)));
             return;
         }
+        let failures = self.state.borrow().connect_failures;
         if !(self.bot.is_some() && self.status() == SessionStatus::Pairing) {
             if let Err(err) = self.start_client(true).await {
                 let _ = reply.send(Err(err));
@@ -280,7 +281,7 @@ impl DeviceActor {
         let timeout = self.deps.config.wa_timeout;
         // The request waits for the socket and a server round trip: off the actor's loop.
         tokio::spawn(async move {
-            let result = request_pair_code(&client, &phone, timeout).await;
+            let result = request_pair_code(&client, &phone, timeout, &state, failures).await;
             let result = result.map(|code| {
                 let pairing = PairingCode {
                     code,
@@ -380,11 +381,21 @@ async fn request_pair_code(
     client: &Arc<Client>,
     phone: &PhoneNumber,
     timeout: Duration,
+    state: &watch::Sender<SessionState>,
+    failures: u64,
 ) -> Result<String, SessionError> {
-    client
-        .wait_for_socket(timeout)
-        .await
-        .map_err(|_| SessionError::Timeout)?;
+    // The socket, or a failed connection attempt: no code can come without WhatsApp.
+    let mut watched = state.subscribe();
+    tokio::select! {
+        socket = client.wait_for_socket(timeout) => socket.map_err(|_| SessionError::Timeout)?,
+        failed = watched.wait_for(|s| s.connect_failures > failures) => {
+            let reason = failed
+                .ok()
+                .and_then(|s| s.last_error.clone())
+                .unwrap_or_else(|| "cannot reach WhatsApp".to_owned());
+            return Err(SessionError::Unreachable(reason));
+        }
+    }
     let options = whatsapp_rust::pair_code::PairCodeOptions {
         phone_number: phone.as_str().to_owned(),
         ..Default::default()
