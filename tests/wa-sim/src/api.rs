@@ -18,10 +18,30 @@ pub struct CreateAccount {
     pub business_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// A business account's profile, answered to `w:biz` queries. An account with a
+    /// `business_name` and no profile has an empty one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_profile: Option<BusinessProfile>,
     /// The account's privacy setting lets only its contacts add it to groups: a group add
     /// answers 403 with an invite instead.
     #[serde(default)]
     pub restrict_group_add: bool,
+}
+
+/// What a business shows on its profile (`w:biz` `business_profile`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BusinessProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The business category's name (WhatsApp's category list, e.g. "Shopping & retail").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub websites: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// Answer of `POST /accounts`.

@@ -118,8 +118,12 @@ async fn create_account(
         phone: phone.clone(),
         lid: lid.clone(),
         push_name: request.push_name,
+        business_profile: request
+            .business_profile
+            .or_else(|| request.business_name.as_ref().map(|_| Default::default())),
         business_name: request.business_name,
         status: request.status,
+        status_time: crate::sim::now_secs(),
         identity: wacore::libsignal::protocol::KeyPair::generate(&mut rand::rng()),
         raw_id: rand::random::<u32>() & 0x7fff_ffff,
         companions: Default::default(),
@@ -411,9 +415,14 @@ pub fn on_client_answer(session: &mut Session, id: &str, node: &Node) {
         .and_then(|sign| child_bytes(sign, "device-identity"))
         .map(<[u8]>::to_vec);
     let notify = awaiting.done.clone();
+    let account_key = world
+        .account(&awaiting.phone)
+        .map(|a| a.identity.public_key.public_key_bytes().to_vec())
+        .unwrap_or_default();
     match signed {
         Some(signed)
-            if verify_device_signature(&signed, &awaiting.companion.identity_pub).is_ok() =>
+            if verify_device_signature(&signed, &awaiting.companion.identity_pub, &account_key)
+                .is_ok() =>
         {
             let mut companion = awaiting.companion;
             companion.signed_identity = signed;

@@ -8,8 +8,6 @@
 use sha1::{Digest, Sha1};
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
-use waproto::buffa::Message;
-use waproto::whatsapp as wa;
 
 use crate::session::Session;
 use crate::sim::now_secs;
@@ -50,6 +48,7 @@ pub async fn answer(session: &mut Session, iq: &Node, xmlns: &str, kind: &str) -
         ("urn:xmpp:whatsapp:dirty", _) => Answer::Result(Vec::new()),
         ("md", _) => md(session, iq),
         ("w:g2", _) => crate::groups::answer(session, iq, kind),
+        ("w:biz", _) => crate::business::answer(session, iq, kind),
         ("w:profile:picture", "get") => Answer::Error(404),
         ("status", "set") => Answer::Result(Vec::new()),
         ("disappearing_mode", "set") => Answer::Result(Vec::new()),
@@ -451,22 +450,6 @@ fn md(session: &mut Session, iq: &Node) -> Answer {
         return crate::pair_code::companion_request(session, iq, reg);
     }
     Answer::Error(501)
-}
-
-/// A `VerifiedNameCertificate` for a business name, as usync's `<verified_name>` carries it.
-pub fn verified_name_certificate(name: &str, serial: u64) -> Vec<u8> {
-    let details = wa::verified_name_certificate::Details {
-        serial: Some(serial),
-        issuer: Some("smb:wa".to_owned()),
-        verified_name: Some(name.to_owned()),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    wa::VerifiedNameCertificate {
-        details: Some(details),
-        ..Default::default()
-    }
-    .encode_to_vec()
 }
 
 #[cfg(test)]

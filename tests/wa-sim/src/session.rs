@@ -15,6 +15,30 @@ use crate::sim::{Sim, now_secs};
 use crate::stanza::{self, SERVER, attr, child, iq_error, iq_result};
 use crate::world::{ConnHandle, Outbound, PendingPairing};
 
+/// The `account_sync` notification a companion gets as it logs in: the account's devices, and
+/// the account's push name.
+///
+/// WhatsApp never sends an empty `account_sync`: each one carries a child naming what changed
+/// (`privacy`, `devices`, `picture`, `blocklist`, `disappearing_mode`; whatsmeow
+/// `notification.go` `handleAccountSyncNotification` reads only the children, and Baileys
+/// `messages-recv.js` `processNotification` reads the first child's tag, and fails on a
+/// notification without one). Its `<devices>` child is what WhatsApp sends when the account's
+/// device list changed, as it just did for a companion that was linked. whatsapp-rust reads the
+/// push name from the notification's `pushname` attribute (`handlers/notification/device.rs`
+/// `handle_account_sync_notification`), so the name rides on it; the other clients ignore the
+/// attribute and learn the name from app state, which wa-sim does not simulate.
+fn own_account_sync(account: &crate::world::Account, id: &str) -> Node {
+    let mut node = NodeBuilder::new("notification")
+        .attr("from", account.jid())
+        .attr("type", "account_sync")
+        .attr("id", id.to_owned())
+        .attr("t", now_secs().to_string());
+    if let Some(name) = &account.push_name {
+        node = node.attr("pushname", name.clone());
+    }
+    node.children([crate::usync::own_devices(account)]).build()
+}
+
 /// How many QR refs an unpaired companion is offered (WhatsApp Web shows six).
 const QR_REFS: usize = 6;
 
@@ -167,7 +191,9 @@ impl Session {
                     .build(),
             ));
         }
-        let push_name = world.account(&phone).and_then(|a| a.push_name.clone());
+        let account_sync = world
+            .account(&phone)
+            .map(|account| own_account_sync(account, &self.sim.stanza_id()));
         drop(world);
         self.sim.stats.login();
         self.login = Some((phone.clone(), device));
@@ -182,17 +208,8 @@ impl Session {
                 .attr("lid", format!("{lid}:{device}@lid"))
                 .build(),
         );
-        // The account's own name reaches its companions as an account_sync notification.
-        if let Some(name) = push_name {
-            self.send(
-                NodeBuilder::new("notification")
-                    .attr("from", format!("{phone}@s.whatsapp.net"))
-                    .attr("type", "account_sync")
-                    .attr("id", self.sim.stanza_id())
-                    .attr("t", now.to_string())
-                    .attr("pushname", name)
-                    .build(),
-            );
+        if let Some(notification) = account_sync {
+            self.send(notification);
         }
     }
 

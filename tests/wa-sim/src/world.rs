@@ -60,6 +60,10 @@ pub struct Account {
     pub push_name: Option<String>,
     pub business_name: Option<String>,
     pub status: Option<String>,
+    /// When the about text was set (seconds since the epoch).
+    pub status_time: u64,
+    /// A business account's profile (an account with a business name is a business account).
+    pub business_profile: Option<crate::api::BusinessProfile>,
     /// The account's identity key: signs device identities (ADV) and is the phone's Signal
     /// identity.
     pub identity: KeyPair,
