@@ -18,7 +18,7 @@ use crate::faults::Fault;
 use crate::pairing::{device_identity, parse_qr, verify_device_signature};
 use crate::session::Session;
 use crate::sim::Sim;
-use crate::stanza::{SERVER, attr, child, child_bytes, split_jid};
+use crate::stanza::{SERVER, attr, child, child_bytes};
 use crate::world::{Account, AwaitingSign, Companion, Outbound};
 
 /// How long the phone waits for a companion to sign what it was sent.
@@ -28,7 +28,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/accounts", post(create_account))
         .route("/accounts/{phone}", get(get_account))
-        .route("/accounts/{phone}/blocklist", post(change_blocklist))
+        .route(
+            "/accounts/{phone}/blocklist",
+            post(crate::blocklist::control_change),
+        )
         .route("/accounts/{phone}/messages", post(deliver_message))
         .route(
             "/accounts/{phone}/companions/{device}",
@@ -85,10 +88,7 @@ fn account_view(world: &crate::world::WorldState, account: &Account) -> AccountV
                     .contains_key(&(account.phone.clone(), c.device)),
             })
             .collect(),
-        blocklist: BlocklistView {
-            items: account.blocklist.clone(),
-            dhash: account.blocklist_dhash.clone(),
-        },
+        blocklist: crate::blocklist::view(account),
         groups,
     }
 }
@@ -130,7 +130,7 @@ async fn create_account(
         next_device: 1,
         next_key_index: 1,
         blocklist: Vec::new(),
-        blocklist_dhash: crate::world::blocklist_dhash(&[]),
+        blocklist_dhash: crate::blocklist::dhash(&[]),
         restrict_group_add: request.restrict_group_add,
     };
     let created = CreatedAccount {
@@ -153,63 +153,6 @@ async fn get_account(
         .account(&digits(&phone))
         .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such account"))?;
     Ok(axum::Json(account_view(&world, account)))
-}
-
-/// A change the phone makes to its block list; the companions are notified.
-async fn change_blocklist(
-    State(sim): State<Arc<Sim>>,
-    Path(phone): Path<String>,
-    axum::Json(request): axum::Json<BlocklistChange>,
-) -> Result<axum::Json<BlocklistView>, ControlError> {
-    let phone = digits(&phone);
-    let mut world = sim.world.lock();
-    let (user, server) = split_jid(&request.jid);
-    let target_lid = world
-        .phone_of(&user, &server)
-        .and_then(|p| world.account(&p).map(|a| a.lid.clone()))
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no account for that JID"))?;
-    let lid_jid = format!("{target_lid}@lid");
-    let account = world
-        .account_mut(&phone)
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such account"))?;
-    let previous = account.blocklist_dhash.clone();
-    let changed = match request.action.as_str() {
-        "block" if !account.blocklist.contains(&lid_jid) => {
-            account.blocklist.push(lid_jid.clone());
-            true
-        }
-        "unblock" if account.blocklist.contains(&lid_jid) => {
-            account.blocklist.retain(|j| j != &lid_jid);
-            true
-        }
-        "block" | "unblock" => false,
-        _ => {
-            return Err(err(
-                StatusCode::BAD_REQUEST,
-                "action must be block or unblock",
-            ));
-        }
-    };
-    if changed {
-        account.rehash_blocklist();
-    }
-    let view = BlocklistView {
-        items: account.blocklist.clone(),
-        dhash: account.blocklist_dhash.clone(),
-    };
-    if changed {
-        let notification = crate::iq::blocklist_notification(
-            &sim.stanza_id(),
-            &phone,
-            &previous,
-            &view.dhash,
-            &[(lid_jid, request.action.clone())],
-        );
-        for handle in world.companion_sessions(&phone) {
-            handle.send(Outbound::Node(notification.clone()));
-        }
-    }
-    Ok(axum::Json(view))
 }
 
 async fn unlink_companion(

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod api;
+mod blocklist;
 mod business;
 mod conn;
 mod control;

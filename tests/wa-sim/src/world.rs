@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use wacore::libsignal::protocol::KeyPair;
 use wacore_binary::Node;
@@ -86,25 +85,6 @@ impl Account {
     pub fn lid_jid(&self) -> String {
         format!("{}@lid", self.lid)
     }
-
-    /// Recomputes the block-list hash after a change.
-    pub fn rehash_blocklist(&mut self) {
-        self.blocklist_dhash = blocklist_dhash(&self.blocklist);
-    }
-}
-
-/// WhatsApp's block-list hash is opaque to clients; any value that changes with the list works.
-pub fn blocklist_dhash(items: &[String]) -> String {
-    let mut sorted: Vec<&String> = items.iter().collect();
-    sorted.sort();
-    let mut hasher = Sha256::new();
-    for item in sorted {
-        hasher.update(item.as_bytes());
-        hasher.update([0u8]);
-    }
-    let digest = hasher.finalize();
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("2:{hex}")
 }
 
 /// A member's role in a group.
