@@ -39,8 +39,12 @@ pub fn router(sim: Arc<Sim>) -> Router {
         )
         .route("/pair/qr", post(scan_qr))
         .route("/pair/code", post(enter_code))
-        .route("/groups", post(crate::groups::control_create))
-        .route("/groups/{jid}", get(crate::groups::control_get))
+        .route("/groups", post(crate::groups::control::control_create))
+        .route("/groups/{jid}", get(crate::groups::control::control_get))
+        .route(
+            "/groups/{jid}/actions",
+            post(crate::groups::control::control_act),
+        )
         .route("/stats", get(stats).delete(reset_stats))
         .route(
             "/faults",

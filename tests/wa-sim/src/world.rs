@@ -135,6 +135,19 @@ pub struct Group {
     /// Linked groups of a community, in link order.
     pub linked: Vec<String>,
     pub deactivated: bool,
+    /// The code of the group's invite link (`https://chat.whatsapp.com/<code>`).
+    pub invite_code: String,
+    /// Accounts that asked to join and wait for an admin's approval.
+    pub requests: Vec<JoinRequest>,
+}
+
+/// A request to join a group that needs an admin's approval.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub phone: String,
+    /// How the request came (`invite_link`, `non_admin_add`, `linked_group_join`).
+    pub method: String,
+    pub time: u64,
 }
 
 impl Group {
