@@ -171,7 +171,7 @@ async fn unlink_companion(
     if account.companions.remove(&device).is_none() {
         return Err(err(StatusCode::NOT_FOUND, "no such companion"));
     }
-    if let Some(handle) = world.sessions.remove(&(phone, device)) {
+    if let Some(handle) = world.sessions.remove(&(phone.clone(), device)) {
         handle.send(Outbound::StreamError(
             NodeBuilder::new("stream:error")
                 .attr("code", "401")
@@ -181,6 +181,7 @@ async fn unlink_companion(
                 .build(),
         ));
     }
+    world.announce_devices(&phone, None, &sim.stanza_id());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -302,6 +303,7 @@ pub async fn link(
             prekeys: Default::default(),
             signed_prekey: None,
             signed_identity: Vec::new(),
+            devices_announced: false,
         };
         world.awaiting_sign.insert(
             id,
@@ -373,9 +375,12 @@ pub fn on_client_answer(session: &mut Session, id: &str, node: &Node) {
         {
             let mut companion = awaiting.companion;
             companion.signed_identity = signed;
+            let device = companion.device;
             if let Some(account) = world.account_mut(&awaiting.phone) {
                 account.companions.insert(companion.device, companion);
             }
+            // The account's other companions learn of the new device.
+            world.announce_devices(&awaiting.phone, Some(device), &session.sim.stanza_id());
             drop(world);
             session.sim.stats.pairing();
             // WhatsApp restarts the stream so the companion logs in as the new device.

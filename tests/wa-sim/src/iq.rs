@@ -309,6 +309,7 @@ fn md(session: &mut Session, iq: &Node) -> Answer {
         if let Some(account) = world.account_mut(&phone) {
             account.companions.remove(&target_device);
         }
+        world.announce_devices(&phone, Some(device), &session.sim.stanza_id());
         if target_device != device
             && let Some(handle) = world.sessions.remove(&(phone.clone(), target_device))
         {

@@ -15,8 +15,9 @@ use crate::sim::{Sim, now_secs};
 use crate::stanza::{self, SERVER, attr, child, iq_error, iq_result};
 use crate::world::{ConnHandle, Outbound, PendingPairing};
 
-/// The `account_sync` notification a companion gets as it logs in: the account's devices, and
-/// the account's push name.
+/// The `account_sync` notification that tells companions the account's device list changed: a
+/// companion gets it at its first login after it was linked, the account's other companions
+/// when a companion is linked or unlinked. It carries the account's push name.
 ///
 /// WhatsApp never sends an empty `account_sync`: each one carries a child naming what changed
 /// (`privacy`, `devices`, `picture`, `blocklist`, `disappearing_mode`; whatsmeow
@@ -27,7 +28,7 @@ use crate::world::{ConnHandle, Outbound, PendingPairing};
 /// push name from the notification's `pushname` attribute (`handlers/notification/device.rs`
 /// `handle_account_sync_notification`), so the name rides on it; the other clients ignore the
 /// attribute and learn the name from app state, which wa-sim does not simulate.
-fn own_account_sync(account: &crate::world::Account, id: &str) -> Node {
+pub fn own_account_sync(account: &crate::world::Account, id: &str) -> Node {
     let mut node = NodeBuilder::new("notification")
         .attr("from", account.jid())
         .attr("type", "account_sync")
@@ -191,8 +192,15 @@ impl Session {
                     .build(),
             ));
         }
+        // A newly linked companion learns the device list (and the push name) once, as
+        // WhatsApp tells every companion when the list changes; later logins hear nothing.
+        let first_login = world
+            .account_mut(&phone)
+            .and_then(|a| a.companions.get_mut(&device))
+            .is_some_and(|c| !std::mem::replace(&mut c.devices_announced, true));
         let account_sync = world
             .account(&phone)
+            .filter(|_| first_login)
             .map(|account| own_account_sync(account, &self.sim.stanza_id()));
         drop(world);
         self.sim.stats.login();

@@ -50,6 +50,8 @@ pub struct Companion {
     pub signed_prekey: Option<(u32, Vec<u8>, Vec<u8>)>,
     /// The companion's ADVSignedDeviceIdentity, as it signed it at pairing.
     pub signed_identity: Vec<u8>,
+    /// The companion was told the account's device list since it was linked.
+    pub devices_announced: bool,
 }
 
 /// A WhatsApp account: the phone and everything it owns.
@@ -262,6 +264,19 @@ impl WorldState {
             .collect();
         jids.sort();
         jids
+    }
+
+    /// Tells the account's live companions (but `except`) that its device list changed.
+    pub fn announce_devices(&self, phone: &str, except: Option<u16>, id: &str) {
+        let Some(account) = self.account(phone) else {
+            return;
+        };
+        let notification = crate::session::own_account_sync(account, id);
+        for ((p, device), handle) in &self.sessions {
+            if p == phone && Some(*device) != except {
+                handle.send(Outbound::Node(notification.clone()));
+            }
+        }
     }
 
     /// Live connections of an account's companions.
