@@ -18,10 +18,30 @@ pub struct CreateAccount {
     pub business_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// A business account's profile, answered to `w:biz` queries. An account with a
+    /// `business_name` and no profile has an empty one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_profile: Option<BusinessProfile>,
     /// The account's privacy setting lets only its contacts add it to groups: a group add
     /// answers 403 with an invite instead.
     #[serde(default)]
     pub restrict_group_add: bool,
+}
+
+/// What a business shows on its profile (`w:biz` `business_profile`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BusinessProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The business category's name (WhatsApp's category list, e.g. "Shopping & retail").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub websites: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// Answer of `POST /accounts`.
@@ -143,7 +163,52 @@ pub struct GroupView {
     pub all_member_add: bool,
     pub deactivated: bool,
     pub linked_groups: Vec<String>,
+    /// The code of the group's invite link.
+    pub invite_code: String,
+    /// Phone numbers of the accounts waiting for an admin to approve their join request.
+    pub pending_requests: Vec<String>,
     pub participants: Vec<MemberView>,
+}
+
+/// `POST /groups/{jid}/actions`: what another account does to the group on its phone.
+///
+/// `action` is one of `add`, `remove`, `promote`, `demote` (with `participants`), `subject`
+/// (with `subject`), `description` (with `description`; none or empty deletes it),
+/// `announcement`, `not_announcement`, `locked`, `unlocked`, `join_approval_on`,
+/// `join_approval_off`, `reset_invite`, `join_link` (joins with the group's invite link),
+/// `request_join` (asks to join), `approve`/`reject` (join requests, with `participants`),
+/// `leave`, `link`/`unlink` (a community's sub-groups, with `groups`), `deactivate` (a
+/// community).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GroupAction {
+    pub actor_phone: String,
+    pub action: String,
+    /// Phone numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Group JIDs (link, unlink).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// What an action did, per participant or group it named (an `error` code when it failed
+/// for that one).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupActionOutcome {
+    pub outcomes: Vec<Outcome>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Outcome {
+    pub jid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A typed client of the control API.
@@ -275,6 +340,20 @@ impl ControlClient {
     pub async fn create_group(&self, group: &CreateGroup) -> Result<GroupView, ControlError> {
         self.call(self.http.post(self.url("/groups")).json(group))
             .await
+    }
+
+    /// Another account acts on a group from its phone.
+    pub async fn group_action(
+        &self,
+        jid: &str,
+        action: &GroupAction,
+    ) -> Result<GroupActionOutcome, ControlError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/groups/{jid}/actions")))
+                .json(action),
+        )
+        .await
     }
 
     pub async fn group(&self, jid: &str) -> Result<GroupView, ControlError> {

@@ -24,6 +24,10 @@ use crate::world::{ConnHandle, Outbound};
 
 /// Stanzas queued for one connection before it counts as stuck and is dropped.
 const OUTBOUND_QUEUE: usize = 512;
+/// How long the closing handshake may take before the socket is dropped anyway. Clients wait for
+/// the server to close the TCP connection after the close frames (the `ws` library Baileys uses
+/// waits 30 s otherwise).
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 type Source = futures::stream::SplitStream<WebSocketStream<TcpStream>>;
 type Sink = futures::stream::SplitSink<WebSocketStream<TcpStream>, Message>;
@@ -133,6 +137,7 @@ async fn serve_inner(sim: Arc<Sim>, stream: TcpStream) -> Result<()> {
         id: sim.next_connection_id(),
         tx,
     };
+    let writer = handle.clone();
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
     tokio::spawn(write_loop(sink, encryptor, rx, closed_tx));
 
@@ -161,6 +166,9 @@ async fn serve_inner(sim: Arc<Sim>, stream: TcpStream) -> Result<()> {
         session.handle(node).await;
     };
     session.on_closed();
+    // The writer holds the socket's other half: stop it, so the TCP connection closes now rather
+    // than when the last handle to this connection goes away.
+    writer.send(Outbound::Drop);
     result
 }
 
@@ -193,7 +201,7 @@ async fn write_loop(
             break;
         }
         if then_close {
-            let _ = sink.close().await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
             break;
         }
     }

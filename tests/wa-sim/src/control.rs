@@ -18,7 +18,7 @@ use crate::faults::Fault;
 use crate::pairing::{device_identity, parse_qr, verify_device_signature};
 use crate::session::Session;
 use crate::sim::Sim;
-use crate::stanza::{SERVER, attr, child, child_bytes, split_jid};
+use crate::stanza::{SERVER, attr, child, child_bytes};
 use crate::world::{Account, AwaitingSign, Companion, Outbound};
 
 /// How long the phone waits for a companion to sign what it was sent.
@@ -28,7 +28,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/accounts", post(create_account))
         .route("/accounts/{phone}", get(get_account))
-        .route("/accounts/{phone}/blocklist", post(change_blocklist))
+        .route(
+            "/accounts/{phone}/blocklist",
+            post(crate::blocklist::control_change),
+        )
         .route("/accounts/{phone}/messages", post(deliver_message))
         .route(
             "/accounts/{phone}/companions/{device}",
@@ -36,8 +39,12 @@ pub fn router(sim: Arc<Sim>) -> Router {
         )
         .route("/pair/qr", post(scan_qr))
         .route("/pair/code", post(enter_code))
-        .route("/groups", post(crate::groups::control_create))
-        .route("/groups/{jid}", get(crate::groups::control_get))
+        .route("/groups", post(crate::groups::control::control_create))
+        .route("/groups/{jid}", get(crate::groups::control::control_get))
+        .route(
+            "/groups/{jid}/actions",
+            post(crate::groups::control::control_act),
+        )
         .route("/stats", get(stats).delete(reset_stats))
         .route(
             "/faults",
@@ -85,10 +92,7 @@ fn account_view(world: &crate::world::WorldState, account: &Account) -> AccountV
                     .contains_key(&(account.phone.clone(), c.device)),
             })
             .collect(),
-        blocklist: BlocklistView {
-            items: account.blocklist.clone(),
-            dhash: account.blocklist_dhash.clone(),
-        },
+        blocklist: crate::blocklist::view(account),
         groups,
     }
 }
@@ -118,15 +122,19 @@ async fn create_account(
         phone: phone.clone(),
         lid: lid.clone(),
         push_name: request.push_name,
+        business_profile: request
+            .business_profile
+            .or_else(|| request.business_name.as_ref().map(|_| Default::default())),
         business_name: request.business_name,
         status: request.status,
+        status_time: crate::sim::now_secs(),
         identity: wacore::libsignal::protocol::KeyPair::generate(&mut rand::rng()),
         raw_id: rand::random::<u32>() & 0x7fff_ffff,
         companions: Default::default(),
         next_device: 1,
         next_key_index: 1,
         blocklist: Vec::new(),
-        blocklist_dhash: crate::world::blocklist_dhash(&[]),
+        blocklist_dhash: crate::blocklist::dhash(&[]),
         restrict_group_add: request.restrict_group_add,
     };
     let created = CreatedAccount {
@@ -151,63 +159,6 @@ async fn get_account(
     Ok(axum::Json(account_view(&world, account)))
 }
 
-/// A change the phone makes to its block list; the companions are notified.
-async fn change_blocklist(
-    State(sim): State<Arc<Sim>>,
-    Path(phone): Path<String>,
-    axum::Json(request): axum::Json<BlocklistChange>,
-) -> Result<axum::Json<BlocklistView>, ControlError> {
-    let phone = digits(&phone);
-    let mut world = sim.world.lock();
-    let (user, server) = split_jid(&request.jid);
-    let target_lid = world
-        .phone_of(&user, &server)
-        .and_then(|p| world.account(&p).map(|a| a.lid.clone()))
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no account for that JID"))?;
-    let lid_jid = format!("{target_lid}@lid");
-    let account = world
-        .account_mut(&phone)
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such account"))?;
-    let previous = account.blocklist_dhash.clone();
-    let changed = match request.action.as_str() {
-        "block" if !account.blocklist.contains(&lid_jid) => {
-            account.blocklist.push(lid_jid.clone());
-            true
-        }
-        "unblock" if account.blocklist.contains(&lid_jid) => {
-            account.blocklist.retain(|j| j != &lid_jid);
-            true
-        }
-        "block" | "unblock" => false,
-        _ => {
-            return Err(err(
-                StatusCode::BAD_REQUEST,
-                "action must be block or unblock",
-            ));
-        }
-    };
-    if changed {
-        account.rehash_blocklist();
-    }
-    let view = BlocklistView {
-        items: account.blocklist.clone(),
-        dhash: account.blocklist_dhash.clone(),
-    };
-    if changed {
-        let notification = crate::iq::blocklist_notification(
-            &sim.stanza_id(),
-            &phone,
-            &previous,
-            &view.dhash,
-            &[(lid_jid, request.action.clone())],
-        );
-        for handle in world.companion_sessions(&phone) {
-            handle.send(Outbound::Node(notification.clone()));
-        }
-    }
-    Ok(axum::Json(view))
-}
-
 async fn unlink_companion(
     State(sim): State<Arc<Sim>>,
     Path((phone, device)): Path<(String, u16)>,
@@ -220,7 +171,7 @@ async fn unlink_companion(
     if account.companions.remove(&device).is_none() {
         return Err(err(StatusCode::NOT_FOUND, "no such companion"));
     }
-    if let Some(handle) = world.sessions.remove(&(phone, device)) {
+    if let Some(handle) = world.sessions.remove(&(phone.clone(), device)) {
         handle.send(Outbound::StreamError(
             NodeBuilder::new("stream:error")
                 .attr("code", "401")
@@ -230,6 +181,7 @@ async fn unlink_companion(
                 .build(),
         ));
     }
+    world.announce_devices(&phone, None, &sim.stanza_id());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -351,6 +303,7 @@ pub async fn link(
             prekeys: Default::default(),
             signed_prekey: None,
             signed_identity: Vec::new(),
+            devices_announced: false,
         };
         world.awaiting_sign.insert(
             id,
@@ -411,15 +364,23 @@ pub fn on_client_answer(session: &mut Session, id: &str, node: &Node) {
         .and_then(|sign| child_bytes(sign, "device-identity"))
         .map(<[u8]>::to_vec);
     let notify = awaiting.done.clone();
+    let account_key = world
+        .account(&awaiting.phone)
+        .map(|a| a.identity.public_key.public_key_bytes().to_vec())
+        .unwrap_or_default();
     match signed {
         Some(signed)
-            if verify_device_signature(&signed, &awaiting.companion.identity_pub).is_ok() =>
+            if verify_device_signature(&signed, &awaiting.companion.identity_pub, &account_key)
+                .is_ok() =>
         {
             let mut companion = awaiting.companion;
             companion.signed_identity = signed;
+            let device = companion.device;
             if let Some(account) = world.account_mut(&awaiting.phone) {
                 account.companions.insert(companion.device, companion);
             }
+            // The account's other companions learn of the new device.
+            world.announce_devices(&awaiting.phone, Some(device), &session.sim.stanza_id());
             drop(world);
             session.sim.stats.pairing();
             // WhatsApp restarts the stream so the companion logs in as the new device.

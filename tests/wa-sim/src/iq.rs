@@ -8,11 +8,8 @@
 use sha1::{Digest, Sha1};
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
-use waproto::buffa::Message;
-use waproto::whatsapp as wa;
 
 use crate::session::Session;
-use crate::sim::now_secs;
 use crate::stanza::{attr, child, child_bytes, children, split_jid};
 use crate::world::Outbound;
 
@@ -44,12 +41,13 @@ pub async fn answer(session: &mut Session, iq: &Node, xmlns: &str, kind: &str) -
         ]),
         ("privacy", "get") => Answer::Result(vec![privacy_settings()]),
         ("privacy", "set") => Answer::Result(children(iq).to_vec()),
-        ("blocklist", _) => blocklist(session, iq, kind),
+        ("blocklist", _) => crate::blocklist::answer(session, iq, kind),
         ("usync", "get") => crate::usync::answer(session, iq),
         ("w:sync:app:state", "set") => app_state_sync(iq),
         ("urn:xmpp:whatsapp:dirty", _) => Answer::Result(Vec::new()),
         ("md", _) => md(session, iq),
         ("w:g2", _) => crate::groups::answer(session, iq, kind),
+        ("w:biz", _) => crate::business::answer(session, iq, kind),
         ("w:profile:picture", "get") => Answer::Error(404),
         ("status", "set") => Answer::Result(Vec::new()),
         ("disappearing_mode", "set") => Answer::Result(Vec::new()),
@@ -272,128 +270,6 @@ fn privacy_settings() -> Node {
         .build()
 }
 
-// --- block list ----------------------------------------------------------------------------
-
-/// `<list dhash>` with the account's blocked users.
-pub fn blocklist_node(items: &[String], dhash: &str) -> Node {
-    NodeBuilder::new("list")
-        .attr("dhash", dhash.to_owned())
-        .children(
-            items
-                .iter()
-                .map(|jid| NodeBuilder::new("item").attr("jid", jid.clone()).build()),
-        )
-        .build()
-}
-
-fn blocklist(session: &mut Session, iq: &Node, kind: &str) -> Answer {
-    let Some((phone, device)) = logged_in(session) else {
-        return Answer::Error(401);
-    };
-    if kind == "get" {
-        let world = session.sim.world.lock();
-        return match world.account(&phone) {
-            Some(account) => Answer::Result(vec![blocklist_node(
-                &account.blocklist,
-                &account.blocklist_dhash,
-            )]),
-            None => Answer::Error(401),
-        };
-    }
-    let Some(item) = child(iq, "item") else {
-        return Answer::Error(400);
-    };
-    let action = attr(item, "action").unwrap_or_default();
-    let target = attr(item, "jid").unwrap_or_default();
-    let pn_jid = attr(item, "pn_jid");
-    let (user, server) = split_jid(&target);
-    let mut world = session.sim.world.lock();
-    // WhatsApp now keys block lists by LID: a block names the LID (with the phone-number JID
-    // when the client knows it); a phone-number-only block is refused.
-    if pn_jid
-        .as_deref()
-        .is_some_and(|pn| !pn.ends_with("@s.whatsapp.net"))
-    {
-        return Answer::Error(400);
-    }
-    let lid = match (action.as_str(), server.as_str()) {
-        ("block", "lid") => user,
-        ("block", _) => return Answer::Error(400),
-        ("unblock", "lid") => user,
-        ("unblock", _) => match world.accounts.get(&user) {
-            Some(account) => account.lid.clone(),
-            None => return Answer::Error(400),
-        },
-        _ => return Answer::Error(400),
-    };
-    if action == "block" && !world.lids.contains_key(&lid) {
-        return Answer::Error(404);
-    }
-    let lid_jid = format!("{lid}@lid");
-    let Some(account) = world.account_mut(&phone) else {
-        return Answer::Error(401);
-    };
-    let previous = account.blocklist_dhash.clone();
-    let changed = match action.as_str() {
-        "block" if !account.blocklist.contains(&lid_jid) => {
-            account.blocklist.push(lid_jid.clone());
-            true
-        }
-        "unblock" if account.blocklist.contains(&lid_jid) => {
-            account.blocklist.retain(|j| j != &lid_jid);
-            true
-        }
-        _ => false,
-    };
-    if changed {
-        account.rehash_blocklist();
-    }
-    let list = blocklist_node(&account.blocklist, &account.blocklist_dhash);
-    let dhash = account.blocklist_dhash.clone();
-    if changed {
-        // The account's other companions learn of the change.
-        let others: Vec<_> = world
-            .sessions
-            .iter()
-            .filter(|((p, d), _)| *p == phone && *d != device)
-            .map(|(_, h)| h.clone())
-            .collect();
-        let id = session.sim.stanza_id();
-        let notification =
-            blocklist_notification(&id, &phone, &previous, &dhash, &[(lid_jid, action)]);
-        for other in others {
-            other.send(Outbound::Node(notification.clone()));
-        }
-    }
-    Answer::Result(vec![list])
-}
-
-/// The notification WhatsApp sends companions when the account's block list changes.
-pub fn blocklist_notification(
-    id: &str,
-    phone: &str,
-    previous_dhash: &str,
-    dhash: &str,
-    changes: &[(String, String)],
-) -> Node {
-    NodeBuilder::new("notification")
-        .attr("from", format!("{phone}@s.whatsapp.net"))
-        .attr("type", "account_sync")
-        .attr("id", id.to_owned())
-        .attr("t", now_secs().to_string())
-        .children([NodeBuilder::new("blocklist")
-            .attr("dhash", dhash.to_owned())
-            .attr("prev_dhash", previous_dhash.to_owned())
-            .children(changes.iter().map(|(jid, action)| {
-                NodeBuilder::new("item")
-                    .attr("jid", jid.clone())
-                    .attr("action", action.clone())
-                    .build()
-            }))
-            .build()])
-        .build()
-}
-
 // --- app state -----------------------------------------------------------------------------
 
 /// The simulated accounts have no app-state mutations: every collection is answered at its
@@ -433,6 +309,7 @@ fn md(session: &mut Session, iq: &Node) -> Answer {
         if let Some(account) = world.account_mut(&phone) {
             account.companions.remove(&target_device);
         }
+        world.announce_devices(&phone, Some(device), &session.sim.stanza_id());
         if target_device != device
             && let Some(handle) = world.sessions.remove(&(phone.clone(), target_device))
         {
@@ -453,39 +330,14 @@ fn md(session: &mut Session, iq: &Node) -> Answer {
     Answer::Error(501)
 }
 
-/// A `VerifiedNameCertificate` for a business name, as usync's `<verified_name>` carries it.
-pub fn verified_name_certificate(name: &str, serial: u64) -> Vec<u8> {
-    let details = wa::verified_name_certificate::Details {
-        serial: Some(serial),
-        issuer: Some("smb:wa".to_owned()),
-        verified_name: Some(name.to_owned()),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    wa::VerifiedNameCertificate {
-        details: Some(details),
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::world::blocklist_dhash;
 
     #[test]
     fn three_byte_ids_round_trip() {
         for id in [0u32, 1, 255, 256, 0x00ab_cdef] {
             assert_eq!(id_from_bytes(&id_bytes(id)), id);
         }
-    }
-
-    #[test]
-    fn dhash_changes_with_the_list() {
-        let empty = blocklist_dhash(&[]);
-        let one = blocklist_dhash(&["1@lid".to_owned()]);
-        assert_ne!(empty, one);
-        assert!(one.starts_with("2:"));
     }
 }

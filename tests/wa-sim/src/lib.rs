@@ -18,6 +18,8 @@
 //! ```
 
 pub mod api;
+mod blocklist;
+mod business;
 mod conn;
 mod control;
 pub mod faults;
@@ -46,6 +48,7 @@ use tokio::task::JoinHandle;
 pub struct WaSim {
     ws_url: String,
     control_url: String,
+    root_public_key: [u8; 32],
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -62,6 +65,7 @@ impl WaSim {
         let control_listener = TcpListener::bind(control).await?;
         let ws_url = format!("ws://{}/ws/chat", ws_listener.local_addr()?);
         let control_url = format!("http://{}", control_listener.local_addr()?);
+        let root_public_key = sim.identity.root_public_key();
 
         let accept_sim = sim.clone();
         let accept = tokio::spawn(async move {
@@ -87,6 +91,7 @@ impl WaSim {
         Ok(Self {
             ws_url,
             control_url,
+            root_public_key,
             tasks: vec![accept, control_task],
         })
     }
@@ -99,6 +104,20 @@ impl WaSim {
     /// `http://127.0.0.1:Q`: the control API.
     pub fn control_url(&self) -> &str {
         &self.control_url
+    }
+
+    /// The public key of the root that signs wa-sim's Noise certificate chain: a client that
+    /// verifies the chain against WhatsApp's root is given this key instead.
+    pub fn root_public_key(&self) -> [u8; 32] {
+        self.root_public_key
+    }
+
+    /// [`Self::root_public_key`] as lowercase hex.
+    pub fn root_public_key_hex(&self) -> String {
+        self.root_public_key
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// A client of the control API.

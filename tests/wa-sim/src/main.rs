@@ -1,5 +1,6 @@
 //! `wa-sim --listen ADDR --control ADDR`: runs the WhatsApp stand-in and prints, once ready,
-//! `{"ws_url": ..., "control_url": ...}` on one line.
+//! `{"ws_url": ..., "control_url": ..., "root_public_key": ...}` on one line (the key, in hex,
+//! is the root of wa-sim's Noise certificate chain).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -44,7 +45,11 @@ fn main() -> ExitCode {
         };
         println!(
             "{}",
-            serde_json::json!({"ws_url": sim.ws_url(), "control_url": sim.control_url()})
+            serde_json::json!({
+                "ws_url": sim.ws_url(),
+                "control_url": sim.control_url(),
+                "root_public_key": sim.root_public_key_hex(),
+            })
         );
         let _ = tokio::signal::ctrl_c().await;
         ExitCode::SUCCESS

@@ -2,9 +2,16 @@
 //! frame transport that follows it.
 //!
 //! The responder mirrors the initiator in `wacore-noise`: the same transcript, the same key
-//! derivation, so that an unmodified whatsapp-rust client completes against it. The server's
-//! certificate chain is the test chain of `wacore_noise::test_util` (clients skip the chain's
-//! signature check with `danger-skip-cert-chain-verify`).
+//! derivation, so that an unmodified whatsapp-rust client completes against it.
+//!
+//! The certificate chain is built as WhatsApp's is (whatsapp-rust `wacore-noise` `handshake.rs`
+//! `verify_server_cert`, Baileys `Utils/noise-handler.js` `processHandshake`): an intermediate
+//! certificate (`issuer_serial` 0) signed by a root key, and a leaf certificate naming the
+//! server's static key, signed by the intermediate's key, both with real XEdDSA signatures. The
+//! root is wa-sim's own (WhatsApp's root key cannot be forged), so a client that checks the chain
+//! fails at the root and only there; it passes when told wa-sim's root public key
+//! ([`ServerIdentity::root_public_key`]) or when it skips the chain check
+//! (whatsapp-rust's `danger-skip-cert-chain-verify`).
 
 use anyhow::{Context, Result, anyhow, bail};
 use wacore::handshake::{NoiseCipher, NoiseHandshake};
@@ -15,27 +22,87 @@ use wacore_binary::consts::{
 use waproto::buffa::{Message, MessageField};
 use waproto::whatsapp as wa;
 
+/// The issuer serial WhatsApp's root carries; clients check the intermediate names it.
+const ROOT_SERIAL: u32 = 0;
+const INTERMEDIATE_SERIAL: u32 = 1;
+const LEAF_SERIAL: u32 = 2;
+/// Validity window of the certificates (the clients cache the chain and check it against the
+/// clock when they resume with IK).
+const NOT_BEFORE: u64 = 1_700_000_000;
+const NOT_AFTER: u64 = 1_900_000_000;
+
 /// The server's long-lived identity: its static Noise key and the chain that vouches for it.
 pub struct ServerIdentity {
     static_kp: KeyPair,
     static_pub: [u8; 32],
+    root_pub: [u8; 32],
     cert_chain: Vec<u8>,
+}
+
+fn public_bytes(kp: &KeyPair) -> Result<[u8; 32]> {
+    kp.public_key
+        .public_key_bytes()
+        .try_into()
+        .map_err(|_| anyhow!("X25519 public key is not 32 bytes"))
+}
+
+/// One certificate: its details, signed by the issuer's key.
+fn certificate(
+    issuer: &KeyPair,
+    serial: u32,
+    issuer_serial: u32,
+    key: &[u8; 32],
+) -> Result<wa::cert_chain::NoiseCertificate> {
+    let details = wa::cert_chain::noise_certificate::Details {
+        serial: Some(serial),
+        issuer_serial: Some(issuer_serial),
+        key: Some(key.to_vec()),
+        not_before: Some(NOT_BEFORE),
+        not_after: Some(NOT_AFTER),
+    }
+    .encode_to_vec();
+    let signature = issuer
+        .private_key
+        .calculate_signature(&details, &mut rand::rng())
+        .map_err(|e| anyhow!("signing a certificate: {e}"))?;
+    Ok(wa::cert_chain::NoiseCertificate {
+        details: Some(details),
+        signature: Some(signature.to_vec()),
+    })
 }
 
 impl ServerIdentity {
     pub fn generate() -> Result<Self> {
         let static_kp = KeyPair::generate(&mut rand::rng());
-        let static_pub: [u8; 32] = static_kp
-            .public_key
-            .public_key_bytes()
-            .try_into()
-            .map_err(|_| anyhow!("X25519 public key is not 32 bytes"))?;
-        let cert_chain = wacore_noise::test_util::build_cert_chain_bytes(&static_pub);
+        let static_pub = public_bytes(&static_kp)?;
+        let root = KeyPair::generate(&mut rand::rng());
+        let intermediate = KeyPair::generate(&mut rand::rng());
+        let cert_chain = wa::CertChain {
+            intermediate: MessageField::some(certificate(
+                &root,
+                INTERMEDIATE_SERIAL,
+                ROOT_SERIAL,
+                &public_bytes(&intermediate)?,
+            )?),
+            leaf: MessageField::some(certificate(
+                &intermediate,
+                LEAF_SERIAL,
+                INTERMEDIATE_SERIAL,
+                &static_pub,
+            )?),
+        }
+        .encode_to_vec();
         Ok(Self {
             static_kp,
             static_pub,
+            root_pub: public_bytes(&root)?,
             cert_chain,
         })
+    }
+
+    /// The public key of wa-sim's certificate root (it stands where WhatsApp's root key is).
+    pub fn root_public_key(&self) -> [u8; 32] {
+        self.root_pub
     }
 }
 

@@ -16,7 +16,14 @@ const ADV_PREFIX_ACCOUNT_SIGNATURE: &[u8] = &[6, 0];
 /// Prefix of the message the companion signs back.
 const ADV_PREFIX_DEVICE_SIGNATURE: &[u8] = &[6, 1];
 
-/// What the phone reads from a companion's QR code: `ref,noise,identity,adv[,type]`.
+/// What current companions put before the pairing data in their QR code (whatsmeow `pair.go`
+/// `makeQRData`, WhatsApp Web): the phone's camera opens it as a link to its linked-devices
+/// screen.
+const QR_LINK_PREFIX: &str = "https://wa.me/settings/linked_devices#";
+
+/// What the phone reads from a companion's QR code: `ref,noise,identity,adv[,type]`, bare (as
+/// whatsapp-rust and Baileys show it) or after [`QR_LINK_PREFIX`] (as whatsmeow and WhatsApp Web
+/// show it).
 #[derive(Debug, Clone)]
 pub struct ScannedQr {
     pub pairing_ref: String,
@@ -34,7 +41,9 @@ fn key32(b64: &str, what: &str) -> Result<[u8; 32]> {
 }
 
 pub fn parse_qr(qr: &str) -> Result<ScannedQr> {
-    let parts: Vec<&str> = qr.trim().split(',').collect();
+    let qr = qr.trim();
+    let data = qr.strip_prefix(QR_LINK_PREFIX).unwrap_or(qr);
+    let parts: Vec<&str> = data.split(',').collect();
     if parts.len() < 4 || parts.iter().take(4).any(|p| p.is_empty()) {
         return Err(anyhow!("not a WhatsApp pairing QR code"));
     }
@@ -98,14 +107,21 @@ pub fn device_identity(
 
 /// Checks the companion's counter-signature on the identity it sends back
 /// (`pair-device-sign`), as the server does before it accepts the device.
+///
+/// The signature covers the account's identity key, and it is checked against the key the
+/// server knows for the account, never against a key the companion sends: real companions strip
+/// `account_signature_key` from the identity they send back (whatsmeow `pair.go` sets
+/// `AccountSignatureKey = nil` before marshalling; Baileys `validate-connection.js`
+/// `encodeSignedDeviceIdentity(account, false)`); whatsapp-rust keeps it, and it is ignored.
 pub fn verify_device_signature(
     signed_identity: &[u8],
     companion_identity_pub: &[u8; 32],
+    account_identity_pub: &[u8],
 ) -> Result<()> {
     let identity = wa::ADVSignedDeviceIdentity::decode_from_slice(signed_identity)
         .map_err(|e| anyhow!("undecodable signed identity: {e}"))?;
     let details = identity.details.unwrap_or_default();
-    let account_key = identity.account_signature_key.unwrap_or_default();
+    let account_key = account_identity_pub;
     let signature = identity
         .device_signature
         .ok_or_else(|| anyhow!("no device signature"))?;
@@ -113,7 +129,7 @@ pub fn verify_device_signature(
         ADV_PREFIX_DEVICE_SIGNATURE,
         details.as_slice(),
         companion_identity_pub.as_slice(),
-        account_key.as_slice(),
+        account_key,
     ]
     .concat();
     let key =
@@ -123,5 +139,24 @@ pub fn verify_device_signature(
         Ok(())
     } else {
         Err(anyhow!("device signature does not verify"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qr_data() -> String {
+        let key = STANDARD.encode([7u8; 32]);
+        format!("2@abc,{key},{key},{key}")
+    }
+
+    #[test]
+    fn the_qr_is_read_bare_and_as_a_linked_devices_link() {
+        let bare = parse_qr(&qr_data()).map(|q| q.pairing_ref);
+        let link = parse_qr(&format!("{QR_LINK_PREFIX}{},1", qr_data())).map(|q| q.pairing_ref);
+        assert_eq!(bare.ok().as_deref(), Some("2@abc"));
+        assert_eq!(link.ok().as_deref(), Some("2@abc"));
+        assert!(parse_qr("https://wa.me/settings/linked_devices#").is_err());
     }
 }

@@ -15,6 +15,31 @@ use crate::sim::{Sim, now_secs};
 use crate::stanza::{self, SERVER, attr, child, iq_error, iq_result};
 use crate::world::{ConnHandle, Outbound, PendingPairing};
 
+/// The `account_sync` notification that tells companions the account's device list changed: a
+/// companion gets it at its first login after it was linked, the account's other companions
+/// when a companion is linked or unlinked. It carries the account's push name.
+///
+/// WhatsApp never sends an empty `account_sync`: each one carries a child naming what changed
+/// (`privacy`, `devices`, `picture`, `blocklist`, `disappearing_mode`; whatsmeow
+/// `notification.go` `handleAccountSyncNotification` reads only the children, and Baileys
+/// `messages-recv.js` `processNotification` reads the first child's tag, and fails on a
+/// notification without one). Its `<devices>` child is what WhatsApp sends when the account's
+/// device list changed, as it just did for a companion that was linked. whatsapp-rust reads the
+/// push name from the notification's `pushname` attribute (`handlers/notification/device.rs`
+/// `handle_account_sync_notification`), so the name rides on it; the other clients ignore the
+/// attribute and learn the name from app state, which wa-sim does not simulate.
+pub fn own_account_sync(account: &crate::world::Account, id: &str) -> Node {
+    let mut node = NodeBuilder::new("notification")
+        .attr("from", account.jid())
+        .attr("type", "account_sync")
+        .attr("id", id.to_owned())
+        .attr("t", now_secs().to_string());
+    if let Some(name) = &account.push_name {
+        node = node.attr("pushname", name.clone());
+    }
+    node.children([crate::usync::own_devices(account)]).build()
+}
+
 /// How many QR refs an unpaired companion is offered (WhatsApp Web shows six).
 const QR_REFS: usize = 6;
 
@@ -167,7 +192,16 @@ impl Session {
                     .build(),
             ));
         }
-        let push_name = world.account(&phone).and_then(|a| a.push_name.clone());
+        // A newly linked companion learns the device list (and the push name) once, as
+        // WhatsApp tells every companion when the list changes; later logins hear nothing.
+        let first_login = world
+            .account_mut(&phone)
+            .and_then(|a| a.companions.get_mut(&device))
+            .is_some_and(|c| !std::mem::replace(&mut c.devices_announced, true));
+        let account_sync = world
+            .account(&phone)
+            .filter(|_| first_login)
+            .map(|account| own_account_sync(account, &self.sim.stanza_id()));
         drop(world);
         self.sim.stats.login();
         self.login = Some((phone.clone(), device));
@@ -182,17 +216,8 @@ impl Session {
                 .attr("lid", format!("{lid}:{device}@lid"))
                 .build(),
         );
-        // The account's own name reaches its companions as an account_sync notification.
-        if let Some(name) = push_name {
-            self.send(
-                NodeBuilder::new("notification")
-                    .attr("from", format!("{phone}@s.whatsapp.net"))
-                    .attr("type", "account_sync")
-                    .attr("id", self.sim.stanza_id())
-                    .attr("t", now.to_string())
-                    .attr("pushname", name)
-                    .build(),
-            );
+        if let Some(notification) = account_sync {
+            self.send(notification);
         }
     }
 

@@ -8,7 +8,8 @@ use wacore_binary::builder::NodeBuilder;
 use waproto::buffa::Message;
 use waproto::whatsapp as wa;
 
-use crate::iq::{Answer, verified_name_certificate};
+use crate::business::verified_name_certificate;
+use crate::iq::Answer;
 use crate::session::Session;
 use crate::sim::now_secs;
 use crate::stanza::{attr, child, children, split_jid, text};
@@ -134,14 +135,38 @@ fn contact(account: Option<&Account>, number: Option<&str>, user: &Node) -> Node
     }
 }
 
-fn devices(account: &Account) -> Node {
-    let mut list = vec![NodeBuilder::new("device").attr("id", "0").build()];
-    list.extend(account.companions.values().map(|c| {
-        NodeBuilder::new("device")
-            .attr("id", c.device.to_string())
-            .attr("key-index", c.key_index.to_string())
-            .build()
-    }));
+/// The JIDs of an account's devices: the phone (device 0) and its companions.
+pub fn device_jids(account: &Account) -> Vec<(String, Option<u32>)> {
+    std::iter::once((account.jid(), None))
+        .chain(account.companions.values().map(|c| {
+            (
+                format!("{}:{}@s.whatsapp.net", account.phone, c.device),
+                Some(c.key_index),
+            )
+        }))
+        .collect()
+}
+
+/// The hash of a device list, as whatsmeow's `participantListHashV2` (`send.go`) computes it
+/// and checks it against an own-devices notification's `dhash`: `2:` and the base64 of the first
+/// six bytes of the SHA-256 of the sorted `user.agent:device@server` strings.
+pub fn device_list_hash(account: &Account) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut ads: Vec<String> = std::iter::once(0u16)
+        .chain(account.companions.keys().copied())
+        .map(|device| format!("{}.0:{device}@s.whatsapp.net", account.phone))
+        .collect();
+    ads.sort();
+    let digest = Sha256::digest(ads.concat().as_bytes());
+    format!(
+        "2:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(&digest[..6])
+    )
+}
+
+/// The account's signed key-index list (`ADVSignedKeyIndexList`), signed by its identity key.
+fn key_index_list(account: &Account) -> Node {
     let valid: Vec<u32> = account.companions.values().map(|c| c.key_index).collect();
     let details = wa::ADVKeyIndexList {
         raw_id: Some(account.raw_id),
@@ -163,27 +188,65 @@ fn devices(account: &Account) -> Node {
         account_signature_key: Some(account.identity.public_key.public_key_bytes().to_vec()),
     }
     .encode_to_vec();
+    NodeBuilder::new("key-index-list")
+        .attr("ts", now_secs().to_string())
+        .bytes(signed)
+        .build()
+}
+
+fn devices(account: &Account) -> Node {
+    let mut list = vec![NodeBuilder::new("device").attr("id", "0").build()];
+    list.extend(account.companions.values().map(|c| {
+        NodeBuilder::new("device")
+            .attr("id", c.device.to_string())
+            .attr("key-index", c.key_index.to_string())
+            .build()
+    }));
     NodeBuilder::new("devices")
         .children([
             NodeBuilder::new("device-list")
-                .attr("hash", format!("2:{}", account.companions.len()))
+                .attr("hash", device_list_hash(account))
                 .children(list)
                 .build(),
-            NodeBuilder::new("key-index-list")
-                .attr("ts", now_secs().to_string())
-                .bytes(signed)
-                .build(),
+            key_index_list(account),
         ])
         .build()
 }
 
+/// The `<devices dhash>` child of an `account_sync` notification: the account's own devices by
+/// JID, as WhatsApp sends them when the device list changes (whatsmeow `notification.go`
+/// `handleOwnDevicesNotification`, whatsapp-rust `handlers/notification/device.rs`
+/// `parse_account_sync_device_list`).
+pub fn own_devices(account: &Account) -> Node {
+    let mut children: Vec<Node> = device_jids(account)
+        .into_iter()
+        .map(|(jid, key_index)| {
+            let node = NodeBuilder::new("device").attr("jid", jid);
+            match key_index {
+                Some(index) => node.attr("key-index", index.to_string()).build(),
+                None => node.build(),
+            }
+        })
+        .collect();
+    children.push(key_index_list(account));
+    NodeBuilder::new("devices")
+        .attr("dhash", device_list_hash(account))
+        .children(children)
+        .build()
+}
+
+/// The about text. A user who never set one is answered an empty `<status/>`, not an error:
+/// whatsmeow reads the content and finds none (`user.go` `GetUserInfo`), Baileys reads no
+/// content as `null` but throws on an `<error>` child (`USyncStatusProtocol.js`,
+/// `assertNodeErrorFree`), whatsapp-rust reads no status (`wacore` `iq/usync.rs`
+/// `parse_status`). An unknown number gets the same (it has no about either).
 fn status(account: Option<&Account>) -> Node {
-    match account.and_then(|a| a.status.clone()) {
-        Some(status) => NodeBuilder::new("status")
-            .attr("t", now_secs().to_string())
-            .string_content(status)
+    match account.and_then(|a| a.status.clone().map(|s| (s, a.status_time))) {
+        Some((status, time)) => NodeBuilder::new("status")
+            .attr("t", time.to_string())
+            .bytes(status.into_bytes())
             .build(),
-        None => error_node("status", 404, "item-not-found"),
+        None => NodeBuilder::new("status").build(),
     }
 }
 

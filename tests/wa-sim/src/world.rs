@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use wacore::libsignal::protocol::KeyPair;
 use wacore_binary::Node;
@@ -51,6 +50,8 @@ pub struct Companion {
     pub signed_prekey: Option<(u32, Vec<u8>, Vec<u8>)>,
     /// The companion's ADVSignedDeviceIdentity, as it signed it at pairing.
     pub signed_identity: Vec<u8>,
+    /// The companion was told the account's device list since it was linked.
+    pub devices_announced: bool,
 }
 
 /// A WhatsApp account: the phone and everything it owns.
@@ -60,6 +61,10 @@ pub struct Account {
     pub push_name: Option<String>,
     pub business_name: Option<String>,
     pub status: Option<String>,
+    /// When the about text was set (seconds since the epoch).
+    pub status_time: u64,
+    /// A business account's profile (an account with a business name is a business account).
+    pub business_profile: Option<crate::api::BusinessProfile>,
     /// The account's identity key: signs device identities (ADV) and is the phone's Signal
     /// identity.
     pub identity: KeyPair,
@@ -82,25 +87,6 @@ impl Account {
     pub fn lid_jid(&self) -> String {
         format!("{}@lid", self.lid)
     }
-
-    /// Recomputes the block-list hash after a change.
-    pub fn rehash_blocklist(&mut self) {
-        self.blocklist_dhash = blocklist_dhash(&self.blocklist);
-    }
-}
-
-/// WhatsApp's block-list hash is opaque to clients; any value that changes with the list works.
-pub fn blocklist_dhash(items: &[String]) -> String {
-    let mut sorted: Vec<&String> = items.iter().collect();
-    sorted.sort();
-    let mut hasher = Sha256::new();
-    for item in sorted {
-        hasher.update(item.as_bytes());
-        hasher.update([0u8]);
-    }
-    let digest = hasher.finalize();
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("2:{hex}")
 }
 
 /// A member's role in a group.
@@ -151,6 +137,19 @@ pub struct Group {
     /// Linked groups of a community, in link order.
     pub linked: Vec<String>,
     pub deactivated: bool,
+    /// The code of the group's invite link (`https://chat.whatsapp.com/<code>`).
+    pub invite_code: String,
+    /// Accounts that asked to join and wait for an admin's approval.
+    pub requests: Vec<JoinRequest>,
+}
+
+/// A request to join a group that needs an admin's approval.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub phone: String,
+    /// How the request came (`invite_link`, `non_admin_add`, `linked_group_join`).
+    pub method: String,
+    pub time: u64,
 }
 
 impl Group {
@@ -265,6 +264,19 @@ impl WorldState {
             .collect();
         jids.sort();
         jids
+    }
+
+    /// Tells the account's live companions (but `except`) that its device list changed.
+    pub fn announce_devices(&self, phone: &str, except: Option<u16>, id: &str) {
+        let Some(account) = self.account(phone) else {
+            return;
+        };
+        let notification = crate::session::own_account_sync(account, id);
+        for ((p, device), handle) in &self.sessions {
+            if p == phone && Some(*device) != except {
+                handle.send(Outbound::Node(notification.clone()));
+            }
+        }
     }
 
     /// Live connections of an account's companions.

@@ -27,20 +27,55 @@ fn blocklist_iq(kind: InfoQueryType, item: Option<wacore_binary::Node>) -> InfoQ
     }
 }
 
-/// `(dhash, items)` of a `<list>` answer.
-fn read_list(answer: &wacore_binary::OwnedNodeRef) -> (String, Vec<String>) {
+/// `(dhash, items)` of a `<list>` answer; each item as `jid` and `lid`.
+fn read_list(answer: &wacore_binary::OwnedNodeRef) -> (String, Vec<(String, String)>) {
+    let (dhash, kind, items) = read_list_kind(answer);
+    assert_eq!(
+        kind.as_deref(),
+        Some("mismatch"),
+        "a full list is a mismatch"
+    );
+    (dhash, items)
+}
+
+/// `(dhash, type, items)` of a `<list>` answer.
+fn read_list_kind(
+    answer: &wacore_binary::OwnedNodeRef,
+) -> (String, Option<String>, Vec<(String, String)>) {
     let node = answer.get().to_owned();
     let list = node.get_optional_child("list").expect("<list>");
-    let dhash = list
-        .attrs
-        .get("dhash")
-        .map(ToString::to_string)
-        .expect("dhash");
+    let attr = |name: &str| list.attrs.get(name).map(ToString::to_string);
+    assert_eq!(attr("addressing_mode").as_deref(), Some("pn"));
     let items = list
         .get_children_by_tag("item")
-        .filter_map(|i| i.attrs.get("jid").map(ToString::to_string))
+        .map(|i| {
+            let a = |name: &str| {
+                i.attrs
+                    .get(name)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            };
+            (a("jid"), a("lid"))
+        })
         .collect();
-    (dhash, items)
+    (attr("dhash").expect("dhash"), attr("type"), items)
+}
+
+fn dhash_item(dhash: &str) -> wacore_binary::Node {
+    NodeBuilder::new("item")
+        .attr("dhash", dhash.to_owned())
+        .build()
+}
+
+async fn expect_refused(client: &TestClient, item: wacore_binary::Node, wanted: u16) {
+    match client
+        .client
+        .send_iq(blocklist_iq(InfoQueryType::Set, Some(item)))
+        .await
+    {
+        Err(IqError::ServerError { code, .. }) => assert_eq!(code, wanted),
+        other => panic!("expected {wanted}, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,6 +114,14 @@ async fn block_and_unblock_change_the_list_and_its_hash() {
         .await
         .expect("blocked");
 
+    assert!(
+        client
+            .client
+            .blocking()
+            .is_blocked(&Jid::pn(&target.phone))
+            .await
+            .expect("is_blocked")
+    );
     let after = control.account("5511900000020").await.expect("account");
     assert_eq!(after.blocklist.items, vec![target.lid_jid.clone()]);
     assert_ne!(after.blocklist.dhash, empty_hash);
@@ -90,7 +133,31 @@ async fn block_and_unblock_change_the_list_and_its_hash() {
             .expect("get"),
     );
     assert_eq!(dhash, after.blocklist.dhash);
-    assert_eq!(items, vec![target.lid_jid.clone()]);
+    // The list is in PN addressing: each entry carries the number and the LID.
+    assert_eq!(items, vec![(target.jid.clone(), target.lid_jid.clone())]);
+
+    // The dhash round trip: a client holding the current hash is told nothing changed; one
+    // holding an old hash gets the whole list, marked as a mismatch.
+    let (current, kind, items) = read_list_kind(
+        &client
+            .client
+            .send_iq(blocklist_iq(InfoQueryType::Get, Some(dhash_item(&dhash))))
+            .await
+            .expect("get with the current hash"),
+    );
+    assert_eq!((current, kind, items.len()), (dhash.clone(), None, 0));
+    let (_, kind, items) = read_list_kind(
+        &client
+            .client
+            .send_iq(blocklist_iq(
+                InfoQueryType::Get,
+                Some(dhash_item(&empty_hash)),
+            ))
+            .await
+            .expect("get with a stale hash"),
+    );
+    assert_eq!(kind.as_deref(), Some("mismatch"));
+    assert_eq!(items, vec![(target.jid.clone(), target.lid_jid.clone())]);
 
     // Blocking twice changes nothing.
     client
@@ -104,19 +171,24 @@ async fn block_and_unblock_change_the_list_and_its_hash() {
         after.blocklist
     );
 
-    // A phone-number-only block is refused, as WhatsApp does now.
+    // A phone-number-only block, a LID block without the number, and a block naming another
+    // user's number are refused, as WhatsApp does now.
     let pn_only = NodeBuilder::new("item")
         .attr("action", "block")
-        .attr("jid", format!("{}@s.whatsapp.net", target.phone))
+        .attr("jid", target.jid.clone())
         .build();
-    match client
-        .client
-        .send_iq(blocklist_iq(InfoQueryType::Set, Some(pn_only)))
-        .await
-    {
-        Err(IqError::ServerError { code, .. }) => assert_eq!(code, 400),
-        other => panic!("expected 400, got {other:?}"),
-    }
+    expect_refused(&client, pn_only, 400).await;
+    let lid_only = NodeBuilder::new("item")
+        .attr("action", "block")
+        .attr("jid", target.lid_jid.clone())
+        .build();
+    expect_refused(&client, lid_only, 400).await;
+    let wrong_pn = NodeBuilder::new("item")
+        .attr("action", "block")
+        .attr("jid", target.lid_jid.clone())
+        .attr("pn_jid", "5511900000020@s.whatsapp.net")
+        .build();
+    expect_refused(&client, wrong_pn, 400).await;
 
     client
         .client
@@ -133,6 +205,14 @@ async fn block_and_unblock_change_the_list_and_its_hash() {
     );
     assert!(items.is_empty());
     assert_eq!(dhash, empty_hash);
+    assert!(
+        !client
+            .client
+            .blocking()
+            .is_blocked(&Jid::pn(&target.phone))
+            .await
+            .expect("is_blocked")
+    );
     client.stop().await;
 }
 
@@ -211,5 +291,75 @@ async fn one_usync_answers_160_numbers_with_their_lids() {
             Some(account.lid.clone())
         );
     }
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_status_and_the_own_push_name() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    account(&control, "5511900000050", Some("Owner Name")).await;
+    let shop = control
+        .create_account(&wa_sim::CreateAccount {
+            phone: "5511900000051".into(),
+            business_name: Some("Corner Shop".into()),
+            status: Some("Open 9 to 5".into()),
+            business_profile: Some(wa_sim::BusinessProfile {
+                description: Some("Groceries and more".into()),
+                category: Some("Grocery store".into()),
+                email: Some("shop@example.com".into()),
+                websites: vec!["https://shop.example.com".into()],
+                address: Some("1 Main St".into()),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("business account");
+    let plain = account(&control, "5511900000052", None).await;
+    let mut client = paired_client(&sim, "5511900000050").await;
+
+    // The own push name arrives with the account_sync notification at login.
+    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+    while client.client.push_name() != "Owner Name" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "push name never set"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let profile = client
+        .client
+        .get_business_profile(&Jid::pn(&shop.phone))
+        .await
+        .expect("w:biz answered")
+        .expect("a business has a profile");
+    assert_eq!(profile.description, "Groceries and more");
+    assert_eq!(profile.email.as_deref(), Some("shop@example.com"));
+    assert_eq!(profile.address.as_deref(), Some("1 Main St"));
+    assert_eq!(profile.website, vec!["https://shop.example.com".to_owned()]);
+    assert_eq!(profile.categories[0].name, "Grocery store");
+    let none = client
+        .client
+        .get_business_profile(&Jid::pn(&plain.phone))
+        .await
+        .expect("w:biz answered");
+    assert!(none.is_none(), "{none:?}");
+
+    let info = client
+        .client
+        .contacts()
+        .get_user_info(&[Jid::pn(&shop.phone), Jid::pn(&plain.phone)])
+        .await
+        .expect("usync");
+    let status_of = |phone: &str| {
+        info.iter()
+            .find(|(jid, _)| jid.user == phone)
+            .map(|(_, i)| i.status.clone())
+            .expect("answered")
+    };
+    assert_eq!(status_of(&shop.phone).as_deref(), Some("Open 9 to 5"));
+    assert_eq!(status_of(&plain.phone), None);
     client.stop().await;
 }

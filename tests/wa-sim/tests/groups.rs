@@ -167,12 +167,27 @@ async fn community_lifecycle() {
     let view = control.group(&parent_jid.to_string()).await.expect("view");
     assert!(view.is_community);
     assert_eq!(view.description.as_deref(), Some("Street news"));
-    assert_eq!(view.linked_groups.len(), 1, "the announcement group");
+    // whatsapp-rust asks for the General group (`<create_general_chat/>`), as WhatsApp Web does.
+    assert_eq!(
+        view.linked_groups.len(),
+        2,
+        "the announcement and General groups"
+    );
     let announcement = control
         .group(&view.linked_groups[0])
         .await
         .expect("announcement group");
     assert!(announcement.is_announcement && announcement.announce);
+    let general = control
+        .group(&view.linked_groups[1])
+        .await
+        .expect("General group");
+    assert_eq!(general.subject, "General");
+    assert!(!general.is_announcement);
+    assert_eq!(
+        general.parent.as_deref(),
+        Some(parent_jid.to_string().as_str())
+    );
 
     // A group another account made, with the owner as admin, then linked.
     let other = control
@@ -251,7 +266,7 @@ async fn community_lifecycle() {
         .expect("<sub_groups>")
         .get_children_by_tag("group")
         .count();
-    assert_eq!(listed, 3, "announcement, Parking, Events");
+    assert_eq!(listed, 4, "announcement, General, Parking, Events");
 
     let everyone = community
         .get_linked_groups_participants(&parent_jid)
@@ -291,4 +306,132 @@ async fn community_lifecycle() {
     assert!(view.deactivated);
     let events = control.group(&sub.id.to_string()).await.expect("events");
     assert_eq!(events.parent, None, "linked groups stand alone again");
+}
+
+/// The child and the actor of the next `w:gp2` notification the client sees.
+async fn next_group_change(
+    client: &mut TestClient,
+) -> (wacore_binary::Node, Option<String>, Option<String>) {
+    client
+        .wait_for("a w:gp2 notification", |e| match e {
+            whatsapp_rust::types::events::Event::RawNode(node) => {
+                let node = node.get().to_owned();
+                let is_group = node.tag == "notification"
+                    && node.attrs.get("type").map(ToString::to_string).as_deref() == Some("w:gp2");
+                if !is_group {
+                    return None;
+                }
+                let attr = |name: &str| node.attrs.get(name).map(ToString::to_string);
+                let child = node.children()?.first()?.clone();
+                Some((child, attr("participant"), attr("participant_pn")))
+            }
+            _ => None,
+        })
+        .await
+}
+
+fn participant_ids(change: &wacore_binary::Node) -> Vec<(String, String)> {
+    change
+        .get_children_by_tag("participant")
+        .map(|p| {
+            let a = |name: &str| {
+                p.attrs
+                    .get(name)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            };
+            (a("jid"), a("phone_number"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_hear_every_change_by_anyone() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    let owner = account(&control, "5511900000120", Some("Owner")).await;
+    account(&control, "5511900000121", Some("Alice")).await;
+    let bob = account(&control, "5511900000122", Some("Bob")).await;
+    let mut alice = paired_client(&sim, "5511900000121").await;
+    let _lease = alice.client.acquire_raw_node_forwarding();
+
+    let group = control
+        .create_group(&CreateGroup {
+            owner_phone: owner.phone.clone(),
+            subject: "Club".to_owned(),
+            participants: vec!["5511900000121".to_owned()],
+            community: false,
+        })
+        .await
+        .expect("group");
+    let (created, actor, actor_pn) = next_group_change(&mut alice).await;
+    assert_eq!(created.tag, "create");
+    assert!(created.get_optional_child("group").is_some());
+    assert_eq!(actor.as_deref(), Some(owner.lid_jid.as_str()));
+    assert_eq!(actor_pn.as_deref(), Some(owner.jid.as_str()));
+
+    let act = |action: &str| wa_sim::GroupAction {
+        actor_phone: owner.phone.clone(),
+        action: action.to_owned(),
+        participants: vec![bob.phone.clone()],
+        ..Default::default()
+    };
+    control
+        .group_action(&group.jid, &act("add"))
+        .await
+        .expect("the owner adds Bob");
+    let (added, actor, _) = next_group_change(&mut alice).await;
+    assert_eq!(added.tag, "add");
+    assert_eq!(actor.as_deref(), Some(owner.lid_jid.as_str()));
+    assert_eq!(
+        participant_ids(&added),
+        vec![(bob.lid_jid.clone(), bob.jid.clone())]
+    );
+
+    control
+        .group_action(&group.jid, &act("promote"))
+        .await
+        .expect("promote");
+    assert_eq!(next_group_change(&mut alice).await.0.tag, "promote");
+
+    let mut subject = act("subject");
+    subject.actor_phone = bob.phone.clone();
+    subject.subject = Some("Book club".to_owned());
+    control
+        .group_action(&group.jid, &subject)
+        .await
+        .expect("Bob, now an admin, renames the group");
+    let (renamed, actor, _) = next_group_change(&mut alice).await;
+    assert_eq!(renamed.tag, "subject");
+    assert_eq!(
+        renamed
+            .attrs
+            .get("subject")
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("Book club")
+    );
+    assert_eq!(actor.as_deref(), Some(bob.lid_jid.as_str()));
+
+    // whatsapp-rust's own parser reads what wa-sim sends.
+    control
+        .group_action(&group.jid, &act("remove"))
+        .await
+        .expect("remove");
+    let (removed, _, _) = next_group_change(&mut alice).await;
+    assert_eq!(removed.tag, "remove");
+    let view = control.group(&group.jid).await.expect("view");
+    assert_eq!(view.subject, "Book club");
+    assert!(view.participants.iter().all(|p| p.phone != bob.phone));
+
+    // A refused action is refused as the IQ would be, and nobody hears of it.
+    let mut refused = act("add");
+    refused.actor_phone = bob.phone.clone();
+    let err = control
+        .group_action(&group.jid, &refused)
+        .await
+        .expect_err("Bob is no longer a member");
+    assert_eq!(err.status, 403);
+    alice.stop().await;
 }
