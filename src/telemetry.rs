@@ -11,9 +11,11 @@ use crate::config::LogFormat;
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
 /// Caps applied whatever `RUST_LOG` says: at info level whatsapp-rust logs pairing codes with
-/// their phone number, the account's own LID/phone pair at pairing, and phone numbers in LID
-/// migrations, under these targets.
-const SECRET_CAPS: [&str; 4] = [
+/// their phone number, the account's own LID/phone pair at pairing, phone numbers in LID
+/// migrations, and the account's own number when WhatsApp tells it its device list changed
+/// (`account_sync <devices>`), under these targets.
+const SECRET_CAPS: [&str; 5] = [
+    "Client/AccountSync=warn",
     "whatsapp_rust::pair=warn",
     "Client/PairCode=warn",
     "whatsapp_rust::pair_code=warn",

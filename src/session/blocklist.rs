@@ -101,15 +101,44 @@ pub fn is_blocklist_notification(node: &NodeRef<'_>) -> bool {
     node.tag.as_ref() == "notification" && node.get_optional_child("blocklist").is_some()
 }
 
-/// Fetches the whole block list.
-async fn fetch(client: &Client, timeout: Duration) -> Result<Blocklist, SessionError> {
+/// What WhatsApp answers to a block-list read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The hash the device holds is current: the list did not change.
+    Unchanged,
+    /// The whole list (the device held none, or an older one).
+    List(Blocklist),
+}
+
+/// Reads the block list as WhatsApp Web does (whatsapp-rust PR #1357 quotes WA Web's
+/// `WAWebBlocklistSync`): the get carries `<item dhash>` with the hash of the list the device
+/// holds; WhatsApp answers `<list type="mismatch">` with every entry when that hash is stale,
+/// and an empty `<list>` when it is current.
+async fn fetch(
+    client: &Client,
+    timeout: Duration,
+    held: Option<&str>,
+) -> Result<Fetched, SessionError> {
+    let item = held.map(|dhash| {
+        NodeBuilder::new("item")
+            .attr("dhash", dhash.to_owned())
+            .build()
+    });
     let answer = call(
         "blocklist_get",
         timeout,
-        client.send_iq(blocklist_query(InfoQueryType::Get, None, timeout)),
+        client.send_iq(blocklist_query(InfoQueryType::Get, item, timeout)),
     )
     .await?;
-    parse_blocklist(answer.get())
+    let answer = answer.get();
+    let mismatch = answer
+        .get_optional_child("list")
+        .and_then(|list| list.get_attr("type"))
+        .is_some_and(|kind| kind.as_str() == "mismatch");
+    if held.is_some() && !mismatch {
+        return Ok(Fetched::Unchanged);
+    }
+    parse_blocklist(answer).map(Fetched::List)
 }
 
 /// Blocks or unblocks a user by LID (with the phone-number JID when known, as WhatsApp wants
@@ -246,12 +275,18 @@ impl DeviceBlocklist<'_> {
         Ok(())
     }
 
-    /// Reads the whole list from WhatsApp into the snapshot.
-    pub async fn refresh(&self) -> Result<Blocklist, SessionError> {
+    /// Brings the snapshot up to date with WhatsApp (one round trip with the hash it holds);
+    /// answers whether the list changed.
+    pub async fn refresh(&self) -> Result<bool, SessionError> {
         let _turn = self.cache.refreshing.lock().await;
-        let list = fetch(self.client, self.timeout).await?;
-        self.save(&list).await?;
-        Ok(list)
+        let held = blocklists::get(self.db, self.scope).await?.map(|s| s.dhash);
+        match fetch(self.client, self.timeout, held.as_deref()).await? {
+            Fetched::Unchanged => Ok(false),
+            Fetched::List(list) => {
+                self.save(&list).await?;
+                Ok(true)
+            }
+        }
     }
 
     /// Blocks or unblocks on WhatsApp; answers (and stores) the list WhatsApp returns.
@@ -277,21 +312,19 @@ impl DeviceBlocklist<'_> {
         if let Some(view) = cached {
             return Ok(view);
         }
-        let stored = if refresh {
+        let mut stored = if refresh {
             None
         } else {
             blocklists::get(self.db, self.scope).await?
         };
-        let snapshot = match stored {
-            Some(snapshot) => snapshot,
-            None => {
-                let list = self.refresh().await?;
-                blocklists::Snapshot {
-                    dhash: list.dhash,
-                    items: list.items.into_iter().map(|item| item.jid).collect(),
-                }
-            }
-        };
+        if stored.is_none() {
+            self.refresh().await?;
+            stored = blocklists::get(self.db, self.scope).await?;
+        }
+        let snapshot = stored.unwrap_or_else(|| blocklists::Snapshot {
+            dhash: String::new(),
+            items: Vec::new(),
+        });
         let users: Vec<ContactId> = snapshot
             .items
             .iter()

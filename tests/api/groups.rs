@@ -311,7 +311,8 @@ async fn communities_end_to_end() {
     assert_eq!(community["name"], "Street");
     assert_eq!(community["description"], "Street news");
     assert_eq!(community["members_count"], 2);
-    assert_eq!(community["linked_groups_count"], 0);
+    // WhatsApp creates a community with its General group (`<create_general_chat/>`).
+    assert_eq!(community["linked_groups_count"], 1);
     let announcement = community["announcement_group_jid"]
         .as_str()
         .expect("announcement group")
@@ -361,7 +362,8 @@ async fn communities_end_to_end() {
         .send("GET", &format!("/communities/{jid}/groups"), None)
         .await;
     let groups = groups.assert_status(200).clone();
-    assert_eq!(groups["count"], 3);
+    // The announcement group, the General group, and the two linked here.
+    assert_eq!(groups["count"], 4);
     let flagged: Vec<&Value> = groups["groups"]
         .as_array()
         .expect("groups")
@@ -372,7 +374,7 @@ async fn communities_end_to_end() {
     assert_eq!(flagged[0]["jid"], announcement.as_str());
     let one = s.send("GET", &format!("/communities/{jid}"), None).await;
     let one = one.assert_status(200)["community"].clone();
-    assert_eq!(one["linked_groups_count"], 2);
+    assert_eq!(one["linked_groups_count"], 3);
     assert_eq!(one["announcement_group_jid"], announcement.as_str());
 
     // Members: added to the community (and its announcement group), listed across groups,

@@ -280,7 +280,8 @@ impl DeviceActor {
                     timeout,
                 };
                 match list.refresh().await {
-                    Ok(_) => state.send_modify(|s| s.contacts_version += 1),
+                    Ok(true) => state.send_modify(|s| s.contacts_version += 1),
+                    Ok(false) => {}
                     Err(err) => tracing::debug!(error = %err, "block list not read"),
                 }
             }
