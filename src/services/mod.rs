@@ -2,6 +2,7 @@
 //! error type ([`Error`]); `http/error.rs` alone chooses statuses and codes.
 
 pub mod accounts;
+pub mod communities;
 pub mod contacts;
 pub mod error;
 pub mod groups;

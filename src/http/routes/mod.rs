@@ -2,6 +2,7 @@
 //! test compares it with `openapi.yaml`, and nothing can be routed that the document does not
 //! describe.
 
+mod communities;
 mod contacts;
 mod devices;
 mod groups;
@@ -69,22 +70,22 @@ api_routes! {
     },
     "/groups/{jid}/leave" => { delete: groups::leave },
     // Communities.
-    "/communities" => { get: groups::list_communities, post: groups::create_community },
+    "/communities" => { get: communities::list_communities, post: communities::create_community },
     "/communities/{jid}" => {
-        get: groups::get_community,
-        delete: groups::deactivate_community,
+        get: communities::get_community,
+        delete: communities::deactivate_community,
     },
     "/communities/{jid}/participants" => {
-        get: groups::community_participants,
-        post: groups::add_community_participants,
-        delete: groups::remove_community_participants,
+        get: communities::community_participants,
+        post: communities::add_community_participants,
+        delete: communities::remove_community_participants,
     },
     "/communities/{jid}/groups" => {
-        get: groups::community_groups,
-        post: groups::link_groups,
-        delete: groups::unlink_groups,
+        get: communities::community_groups,
+        post: communities::link_groups,
+        delete: communities::unlink_groups,
     },
-    "/communities/{jid}/leave" => { delete: groups::leave_community },
+    "/communities/{jid}/leave" => { delete: communities::leave_community },
     // Operations.
     "/healthz" => { get: ops::healthz },
     "/readyz" => { get: ops::readyz },
