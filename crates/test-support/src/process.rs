@@ -276,3 +276,28 @@ impl Drop for GatewayProcess {
         let _ = std::fs::remove_file(&self.log_path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_process_that_exits_is_reported_at_once_with_its_status() {
+        let started = Instant::now();
+        // `false serve` exits 1 at once, as a gateway refusing its settings does.
+        let command = GatewayCommand::new("false", "postgres://h/db", "ws://h", "token");
+        let error = command.start().await.expect_err("not a gateway");
+        assert!(
+            matches!(&error, Error::Exited { status, .. } if status.code() == Some(1)),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "waited for it");
+    }
+
+    #[tokio::test]
+    async fn a_missing_binary_cannot_start() {
+        let command = GatewayCommand::new("/nonexistent/wuts", "postgres://h/db", "ws://h", "t");
+        let error = command.start().await.expect_err("no such binary");
+        assert!(matches!(error, Error::Spawn { .. }), "{error}");
+    }
+}
