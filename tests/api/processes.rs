@@ -5,20 +5,19 @@
 //! acknowledged: the next one reconnects without a QR (from keys sealed at rest) and every
 //! acknowledged change is in WhatsApp's list.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use wa_sim::{CreateAccount, WaSim};
+use wuts_test_support::{GatewayCommand, GatewayProcess};
 
 use crate::helpers::{MASTER_TOKEN, TestApp, sim_account};
 
-/// A `wuts serve` process.
+/// A `wuts serve` process (the shared harness's), with the calls these tests make to it.
 struct Process {
-    child: Child,
-    base: String,
+    gateway: GatewayProcess,
     http: reqwest::Client,
-    log_path: std::path::PathBuf,
 }
 
 impl Process {
@@ -26,61 +25,28 @@ impl Process {
         Self::start_with(database_url, wa_url, &[]).await
     }
 
-    /// Starts `wuts serve` with more environment; its logs go to a file (see [`Process::logs`]).
+    /// Starts `wuts serve` with more environment (an empty value removes a variable); its logs
+    /// go to a file (see [`Process::logs`]).
     async fn start_with(database_url: &str, wa_url: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let log_path =
-            std::env::temp_dir().join(format!("wuts-test-{port}-{}.log", uuid::Uuid::new_v4()));
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wuts"));
-        command
-            .arg("serve")
-            .env("DATABASE_URL", database_url)
-            .env("WUTS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("WUTS_MASTER_TOKEN", MASTER_TOKEN)
-            .env("WUTS_WA_URL", wa_url)
-            .env("WUTS_WA_VERSION", "2.3000.1000000")
-            .env("WUTS_TENANT_RPS", "0")
-            .env("WUTS_DEVICE_WA_RPS", "0")
-            .env("WUTS_WA_TIMEOUT", "3s")
-            .env("WUTS_RESTORE_JITTER", "0s")
-            .env("WUTS_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn");
-        // An empty value removes the variable (the gateway's default applies).
+        // Quick to give up on WhatsApp and to restore: the tests wait for both.
+        let mut command = GatewayCommand::new(
+            env!("CARGO_BIN_EXE_wuts"),
+            database_url,
+            wa_url,
+            MASTER_TOKEN,
+        )
+        .env("WUTS_WA_TIMEOUT", "3s")
+        .env("WUTS_RESTORE_JITTER", "0s");
         for (name, value) in env {
-            if value.is_empty() {
-                command.env_remove(name);
-            } else {
-                command.env(name, value);
-            }
+            command = command.env(name, value);
         }
-        let child = command
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("wuts starts");
-        let process = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
+        let gateway = command
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("wuts starts and is ready: {e}"));
+        Self {
+            gateway,
             http: reqwest::Client::new(),
-            log_path,
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = process
-                .http
-                .get(format!("{}/readyz", process.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return process;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "wuts never ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -94,7 +60,7 @@ impl Process {
     ) -> Option<(u16, Value)> {
         let answer = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, self.gateway.url(path))
             .bearer_auth(token)
             .json(&body)
             .send()
@@ -117,17 +83,13 @@ impl Process {
 
     /// SIGKILL: no shutdown, no flush.
     fn kill(&self) {
-        let sent = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
+        self.gateway.kill().expect("SIGKILL sent");
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, token: &str) -> (u16, Value) {
         let answer = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, self.gateway.url(path))
             .bearer_auth(token)
             .send()
             .await
@@ -158,44 +120,21 @@ impl Process {
     }
 
     /// SIGTERM, then the exit status once the process is gone.
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "wuts did not exit on SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    async fn terminate(self) -> std::process::ExitStatus {
+        self.gateway
+            .terminate(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("wuts exits on SIGTERM: {e}"))
     }
-}
 
-impl Process {
     /// Everything the process logged so far.
     fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.gateway.logs()
     }
 
     /// Whether the process is still running.
     fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log_path);
+        self.gateway.alive()
     }
 }
 
@@ -566,7 +505,7 @@ impl Drop for Cluster {
 async fn attempt(process: &Process, path: &str, token: &str) -> Option<(u16, Value)> {
     let answer = process
         .http
-        .get(format!("{}{path}", process.base))
+        .get(process.gateway.url(path))
         .bearer_auth(token)
         .timeout(Duration::from_secs(20))
         .send()
