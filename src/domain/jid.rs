@@ -221,6 +221,15 @@ impl GroupJid {
         WaJid::group(self.0.as_str())
     }
 
+    /// A group as a stanza attribute names it: `<id>@g.us`, or the bare id some answers carry.
+    pub fn from_wire(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        if raw.contains('@') {
+            return Self::parse(raw).ok();
+        }
+        Self::parse(&format!("{raw}@{GROUP_SERVER}")).ok()
+    }
+
     /// A group JID as WhatsApp answered it; `None` for anything that is not a group.
     pub fn from_wa(jid: &WaJid) -> Option<Self> {
         if jid.server != Server::Group {
@@ -436,6 +445,15 @@ mod tests {
             Some(phone("5511999999999"))
         );
         assert_eq!(ContactId::from_wire("status@broadcast"), None);
+        assert_eq!(
+            GroupJid::from_wire("120363025246125486").map(|g| g.jid()),
+            Some("120363025246125486@g.us".to_owned())
+        );
+        assert_eq!(
+            GroupJid::from_wire("120363025246125486@g.us").map(|g| g.jid()),
+            Some("120363025246125486@g.us".to_owned())
+        );
+        assert_eq!(GroupJid::from_wire("5511999999999@s.whatsapp.net"), None);
     }
 
     proptest! {

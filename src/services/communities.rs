@@ -86,14 +86,7 @@ impl Groups<'_> {
                     .get("jid")
                     .or_else(|| g.attrs.get("id"))?
                     .to_string();
-                let jid = match GroupJid::parse(&id) {
-                    Ok(group) => group.jid(),
-                    Err(_) => {
-                        GroupJid::parse(&format!("{id}@{}", crate::domain::jid::GROUP_SERVER))
-                            .ok()?
-                            .jid()
-                    }
-                };
+                let jid = GroupJid::from_wire(&id)?.jid();
                 Some(LinkedGroup {
                     jid,
                     name: g
