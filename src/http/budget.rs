@@ -8,14 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
-use super::auth::AuthUser;
 use super::error::ApiError;
-use super::state::AppState;
 use crate::domain::TenantId;
 use crate::domain::rate::{Gcra, Schedule};
 use crate::store::tenants;
@@ -128,29 +123,4 @@ impl TenantBudgets {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
             })
     }
-}
-
-/// The layer that takes a tenant's budget: once a request's bearer token names a user, one
-/// request comes off its tenant's budget before the handler runs; the caller found is handed
-/// to the handler's [`AuthUser`] so the token is looked up once. A request without a user
-/// token goes on as it is (the handler's extractor answers 401, or it is a public or master
-/// route).
-pub async fn take_tenant_budget(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let (mut parts, body) = request.into_parts();
-    match AuthUser::authenticate(&parts, &state).await {
-        Ok(Some(user)) => {
-            tracing::Span::current().record("tenant.id", tracing::field::display(user.tenant_id));
-            if let Err(refused) = state.budgets.take(&state.db, user.tenant_id).await {
-                return refused.into_response();
-            }
-            parts.extensions.insert(user);
-        }
-        Ok(None) => {}
-        Err(err) => return err.into_response(),
-    }
-    next.run(Request::from_parts(parts, body)).await
 }

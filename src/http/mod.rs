@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod credentials;
 pub mod device;
 pub mod envelope;
 pub mod error;
@@ -18,7 +19,9 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, Response};
 use axum::middleware::{self, Next};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response as AxumResponse};
+
+use auth::AuthUser;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -43,9 +46,34 @@ pub struct HttpLimits {
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     let routes = routes::api_router().route_layer(middleware::from_fn_with_state(
         state.clone(),
-        budget::take_tenant_budget,
+        take_tenant_budget,
     ));
     with_layers(routes, limits).with_state(state)
+}
+
+/// The layer that takes a tenant's budget: once a request's bearer token names a user, one
+/// request comes off its tenant's budget before the handler runs; the caller found is handed
+/// to the handler's [`AuthUser`] so the token is looked up once. A request without a user
+/// token goes on as it is (the handler's extractor answers 401, or it is a public or master
+/// route).
+async fn take_tenant_budget(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> AxumResponse {
+    let (mut parts, body) = request.into_parts();
+    match AuthUser::authenticate(&parts, &state).await {
+        Ok(Some(user)) => {
+            tracing::Span::current().record("tenant.id", tracing::field::display(user.tenant_id));
+            if let Err(refused) = state.budgets.take(&state.db, user.tenant_id).await {
+                return refused.into_response();
+            }
+            parts.extensions.insert(user);
+        }
+        Ok(None) => {}
+        Err(err) => return err.into_response(),
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// Lets browser pages from `origins` call the API (CORS). No origins: no layer, no CORS headers

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use super::auth::{MasterToken, TokenCache};
+use super::credentials::{MasterToken, TokenCache};
 use crate::session::SessionPool;
 
 /// Shared state of the HTTP layer. Cheap to clone.

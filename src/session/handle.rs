@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use whatsapp_rust::Client;
 
 use super::actor::{Command, Reply};
+use super::caches::DeviceCaches;
 use super::deps::SessionConfig;
-use super::device::DeviceCaches;
 use super::pacing::Pacer;
 use super::state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};
 use crate::domain::{DeviceId, DeviceScope, PhoneNumber, TenantId};

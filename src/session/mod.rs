@@ -13,6 +13,7 @@
 
 pub mod actor;
 pub mod blocklist;
+pub mod caches;
 pub mod deps;
 pub mod device;
 pub mod handle;

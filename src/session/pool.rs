@@ -10,8 +10,8 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::actor::DeviceActor;
+use super::caches::DeviceCaches;
 use super::deps::{KeyStore, SessionConfig, SessionDeps};
-use super::device::DeviceCaches;
 use super::handle::DeviceHandle;
 use super::ownership::Ownership;
 use super::state::{SessionState, SessionStatus};

@@ -16,8 +16,8 @@ use whatsapp_rust::bot::BotHandle;
 use whatsapp_rust::types::events::Event;
 use wuts_wa_store::WriteGate;
 
+use super::caches::DeviceCaches;
 use super::deps::SessionDeps;
-use super::device::DeviceCaches;
 use super::reconnect::ReconnectSignal;
 use super::state::{PairingCode, SessionError, SessionState, SessionStatus};
 use crate::domain::{DeviceScope, PhoneNumber};
