@@ -83,7 +83,6 @@ pub async fn connected_session(
 
 /// The device's scope: its row was read through the caller's tenant.
 pub fn scope_of(device: &Device) -> DeviceScope {
-    record_device(device.id);
     DeviceScope::checked(device.tenant_id, device.id)
 }
 

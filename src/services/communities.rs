@@ -54,7 +54,7 @@ pub struct LinkFailure {
 impl Groups<'_> {
     /// A community's linked groups, the announcement group flagged.
     pub async fn linked_groups(&self, community: &GroupJid) -> Result<Vec<LinkedGroup>, Error> {
-        let client = self.client()?;
+        let client = self.client();
         // The sub-group list over w:g2 (`<sub_groups/>`), as WhatsApp's clients read it.
         let query = InfoQuery {
             namespace: "w:g2",
@@ -148,7 +148,7 @@ impl Groups<'_> {
     }
 
     pub async fn communities(&self) -> Result<Vec<CommunityView>, Error> {
-        let client = self.client()?;
+        let client = self.client();
         let communities = call(
             "community_participating",
             self.timeout(),
@@ -179,7 +179,7 @@ impl Groups<'_> {
         &self,
         community: &GroupJid,
     ) -> Result<Vec<ParticipantView>, Error> {
-        let client = self.client()?;
+        let client = self.client();
         let jid = community.to_wa();
         let members = call(
             "community_participants",
@@ -215,7 +215,7 @@ impl Groups<'_> {
         groups: &[GroupJid],
         link: bool,
     ) -> Result<(Vec<String>, Vec<LinkFailure>), Error> {
-        let client = self.client()?;
+        let client = self.client();
         let parent = community.to_wa();
         let jids: Vec<Jid> = groups.iter().map(GroupJid::to_wa).collect();
         let (done, failed) = if link {
@@ -250,7 +250,7 @@ impl Groups<'_> {
     }
 
     pub async fn deactivate(&self, community: &GroupJid) -> Result<(), Error> {
-        let client = self.client()?;
+        let client = self.client();
         let jid = community.to_wa();
         call(
             "community_deactivate",

@@ -333,11 +333,8 @@ impl DeviceBlocklist<'_> {
         let mut items = identities::complete(self.db, self.scope, &users).await?;
         identities::attach_names(self.db, self.scope, &mut items).await?;
         let view = Arc::new((snapshot.dhash, items));
-        // The generation read before the rebuild: an invalidation meanwhile wins.
-        let (_, current) = self.cache.get(version);
-        if current == generation {
-            self.cache.put(version, generation, view.clone());
-        }
+        // Stored under the generation read before the rebuild: an invalidation meanwhile wins.
+        self.cache.put(version, generation, view.clone());
         Ok(view)
     }
 }

@@ -17,7 +17,7 @@ impl Groups<'_> {
     /// Creates a group (or a community, or a group inside one); answers it and the outcome for
     /// each participant.
     pub async fn create(&self, new: NewGroup) -> Result<(GroupView, Vec<ChangeResult>), Error> {
-        let client = self.client()?;
+        let client = self.client();
         let subject = GroupSubject::new(&new.name).map_err(|e| Error::invalid("name", e))?;
         let targets = self.targets(&new.participants).await?;
         let senders: Vec<Jid> = dedup(targets.iter().filter_map(|t| t.send.clone()));

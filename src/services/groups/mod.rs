@@ -178,8 +178,9 @@ pub struct Groups<'a> {
 }
 
 impl Groups<'_> {
-    pub(crate) fn client(&self) -> Result<Arc<Client>, Error> {
-        Ok(self.contacts.session.client().clone())
+    /// The device's connected client (a `DeviceSession` is only built connected).
+    pub(crate) fn client(&self) -> &Arc<Client> {
+        self.contacts.session.client()
     }
 
     pub(crate) fn timeout(&self) -> Duration {
@@ -299,7 +300,7 @@ impl Groups<'_> {
 
     /// A group's metadata. A group the device is not in reads as one that does not exist.
     pub(crate) async fn metadata(&self, group: &GroupJid) -> Result<GroupMetadata, Error> {
-        let client = self.client()?;
+        let client = self.client();
         let jid = group.to_wa();
         call(
             "group_metadata",
@@ -312,7 +313,7 @@ impl Groups<'_> {
 
     /// Groups and communities the device is in.
     pub async fn list(&self) -> Result<Vec<GroupView>, Error> {
-        let client = self.client()?;
+        let client = self.client();
         let groups = call(
             "group_participating",
             self.timeout(),
@@ -339,7 +340,7 @@ impl Groups<'_> {
         group: &GroupJid,
         changes: GroupChanges,
     ) -> Result<GroupView, Error> {
-        let client = self.client()?;
+        let client = self.client();
         let jid = group.to_wa();
         let groups = client.groups();
         let timeout = self.timeout();
@@ -405,7 +406,7 @@ impl Groups<'_> {
 
     /// Leaves a group, or a community with every group linked to it.
     pub async fn leave(&self, group: &GroupJid, community: bool) -> Result<(), Error> {
-        let client = self.client()?;
+        let client = self.client();
         if !community {
             let jid = group.to_wa();
             return call("group_leave", self.timeout(), client.groups().leave(&jid))

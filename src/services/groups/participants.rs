@@ -29,7 +29,7 @@ impl Groups<'_> {
         participants: &[ContactId],
         across_linked: bool,
     ) -> Result<Vec<ChangeResult>, Error> {
-        let client = self.client()?;
+        let client = self.client();
         let jid = group.to_wa();
         let targets = self.targets(participants).await?;
         let senders: Vec<Jid> = dedup(targets.iter().filter_map(|t| t.send.clone()));
