@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::SessionStatus;
 use crate::domain::{DeviceId, DeviceName, UserId};
 use crate::http::auth::AuthUser;
+use crate::http::device::observed_state;
 use crate::http::envelope::{Data, Success};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::Json;
@@ -27,16 +28,20 @@ pub struct DeviceView {
     updated_at: DateTime<Utc>,
 }
 
-impl From<Device> for DeviceView {
-    fn from(d: Device) -> Self {
+impl DeviceView {
+    /// The device as its row and its session see it: a session running here answers its live
+    /// state (the row is written after it, so it may still say what the session was a moment
+    /// ago), the row answers for the rest. `/status` reads the same state, so the two agree.
+    fn observed(state: &AppState, d: Device) -> Self {
+        let session = observed_state(state, &d);
         Self {
-            connected: d.status == SessionStatus::Connected,
+            connected: session.status == SessionStatus::Connected,
             id: d.id,
             user_id: d.user_id,
             name: d.name,
-            whatsapp_jid: d.whatsapp_jid,
-            status: d.status.as_str().to_owned(),
-            last_seen: d.last_seen,
+            whatsapp_jid: session.jid,
+            status: session.status.as_str().to_owned(),
+            last_seen: session.last_seen,
             created_at: d.created_at,
             updated_at: d.updated_at,
         }
@@ -101,7 +106,10 @@ pub async fn list(
     let owner = (!caller.role.sees_all_devices()).then_some(caller.user_id);
     let devices = devices::list(&state.db, caller.tenant_id, owner).await?;
     Ok(Success::ok(DeviceList {
-        devices: devices.into_iter().map(DeviceView::from).collect(),
+        devices: devices
+            .into_iter()
+            .map(|d| DeviceView::observed(&state, d))
+            .collect(),
     }))
 }
 
@@ -120,7 +128,7 @@ pub async fn list_own(
     let devices: Vec<DeviceView> = devices::list(&state.db, caller.tenant_id, Some(caller.user_id))
         .await?
         .into_iter()
-        .map(DeviceView::from)
+        .map(|d| DeviceView::observed(&state, d))
         .collect();
     Ok(Data(OwnDevices {
         count: devices.len(),
