@@ -207,6 +207,67 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub whatsapp: WhatsAppArgs,
+
+    #[command(flatten)]
+    pub events: EventArgs,
+}
+
+/// Events and webhook deliveries.
+#[derive(Debug, Clone, Args)]
+pub struct EventArgs {
+    /// How long events stay readable (`GET /events`) before they are pruned.
+    #[arg(long, env = "WUTS_EVENT_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub event_retention: Duration,
+
+    /// Let webhooks reach loopback, private, link-local and multicast addresses (refused
+    /// otherwise, when configured and at every delivery).
+    #[arg(long, env = "WUTS_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
+    /// The waits between a webhook's attempts, comma-separated; the last one repeats.
+    #[arg(
+        long,
+        env = "WUTS_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,14h,20h,24h",
+        value_parser = parse_schedule
+    )]
+    pub webhook_retry_schedule: Schedule,
+
+    /// A webhook whose every delivery failed for this long is disabled.
+    #[arg(long, env = "WUTS_WEBHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
+    pub webhook_disable_after: Duration,
+
+    /// Webhook deliveries in flight at once on this node (one per device at most).
+    #[arg(long, env = "WUTS_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
+}
+
+/// A list of waits (`5s,5m,30m`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Duration>);
+
+fn parse_schedule(raw: &str) -> Result<Schedule, String> {
+    let waits = raw
+        .split(',')
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    if waits.is_empty() || waits.iter().any(Duration::is_zero) {
+        return Err("name at least one wait, none of them zero (for example 5s,5m,30m)".to_owned());
+    }
+    Ok(Schedule(waits))
+}
+
+impl EventArgs {
+    pub fn delivery(&self) -> crate::delivery::DeliveryConfig {
+        crate::delivery::DeliveryConfig {
+            allow_private: self.webhook_allow_private,
+            retry_schedule: self.webhook_retry_schedule.0.clone(),
+            disable_after: self.webhook_disable_after,
+            retention: self.event_retention,
+            concurrency: self.webhook_concurrency.max(1),
+            ..crate::delivery::DeliveryConfig::default()
+        }
+    }
 }
 
 /// How the gateway talks to WhatsApp.

@@ -6,11 +6,13 @@
 //!
 //! - [`config`]: command line and environment.
 //! - [`http`]: router, layers, extractors, envelope, handlers.
+//! - [`delivery`]: webhook delivery workers.
 //! - [`domain`]: identifiers, names, roles, tokens (pure).
 //! - [`services`]: the logic between handlers and the store.
 //! - [`store`]: PostgreSQL, the single source of truth.
 
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod http;
 pub mod metrics;

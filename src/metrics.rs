@@ -79,3 +79,31 @@ pub fn connection_event(kind: &'static str) {
 pub fn command_latency(kind: &'static str, seconds: f64) {
     metrics::histogram!(COMMAND_DURATION, "kind" => kind).record(seconds);
 }
+
+/// Events appended to device streams, by event name.
+pub const EVENTS_CREATED: &str = "wuts_events_created_total";
+/// Webhook delivery attempts, by outcome (delivered, retry, failed, disabled).
+pub const DELIVERIES: &str = "wuts_webhook_deliveries_total";
+/// Webhook delivery latency in seconds: from the event's creation to the receiver's 2xx.
+pub const DELIVERY_LATENCY: &str = "wuts_webhook_delivery_latency_seconds";
+/// Deliveries waiting in enabled webhooks' queues (sampled).
+pub const QUEUE_DEPTH: &str = "wuts_webhook_queue_depth";
+/// Age in seconds of the oldest delivery waiting (sampled).
+pub const QUEUE_OLDEST: &str = "wuts_webhook_queue_oldest_seconds";
+
+pub fn event_created(kind: crate::domain::EventKind) {
+    metrics::counter!(EVENTS_CREATED, "event" => kind.name()).increment(1);
+}
+
+pub fn delivery_outcome(outcome: &'static str) {
+    metrics::counter!(DELIVERIES, "outcome" => outcome).increment(1);
+}
+
+pub fn delivery_latency(seconds: f64) {
+    metrics::histogram!(DELIVERY_LATENCY).record(seconds);
+}
+
+pub fn delivery_backlog(pending: i64, oldest_seconds: f64) {
+    metrics::gauge!(QUEUE_DEPTH).set(pending as f64);
+    metrics::gauge!(QUEUE_OLDEST).set(oldest_seconds);
+}

@@ -12,6 +12,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::net::TcpListener;
 
 use crate::config::ServeArgs;
+use crate::delivery::Deliverer;
 use crate::http::auth::{MasterToken, TokenCache};
 use crate::http::state::AppState;
 use crate::http::{self, HttpLimits};
@@ -23,6 +24,7 @@ use crate::store;
 pub struct Gateway {
     pub router: Router,
     pub sessions: Arc<SessionPool>,
+    pub deliveries: Arc<Deliverer>,
 }
 
 /// The session settings a configuration describes.
@@ -65,10 +67,14 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
         Some(id) => tracing::info!(store_key = %id, "WhatsApp key material sealed at rest"),
         None => tracing::info!("WhatsApp key material stored in clear (WUTS_STORE_KEY unset)"),
     }
+    let sealer = Arc::new(sealer);
+    let deliveries = Deliverer::new(pool.clone(), sealer.clone(), config.events.delivery())
+        .context("setting up webhook deliveries")?;
+    deliveries.start();
     let sessions = SessionPool::start(
         pool.clone(),
         session_config(config),
-        Arc::new(PgKeyStore::new(pool.clone(), Arc::new(sealer))),
+        Arc::new(PgKeyStore::new(pool.clone(), sealer)),
         lock_options,
     )
     .await
@@ -84,6 +90,7 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
             .as_ref()
             .map(|token| MasterToken::new(secrecy::ExposeSecret::expose_secret(token))),
         sessions: sessions.clone(),
+        deliveries: deliveries.clone(),
         budgets: Arc::new(http::budget::TenantBudgets::new(
             config.tenant_rps,
             config.tenant_burst,
@@ -97,7 +104,11 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
             cors_origins: config.cors_origins.clone(),
         },
     );
-    Ok(Gateway { router, sessions })
+    Ok(Gateway {
+        router,
+        sessions,
+        deliveries,
+    })
 }
 
 /// Opens the database (creating it if needed) and applies migrations.
@@ -142,6 +153,7 @@ pub async fn serve(
     let gateway = build(pool.clone(), &config).await?;
     let router = gateway.router;
     let sessions = gateway.sessions;
+    let deliveries = gateway.deliveries;
     tracing::info!(listen = %config.listen, "WUTS gateway listening");
     let restoring = sessions.clone();
     tokio::spawn(async move {
@@ -171,6 +183,7 @@ pub async fn serve(
         Err(_) => tracing::warn!("in-flight requests did not finish in time; closing them"),
     }
     sessions.shutdown(config.shutdown_timeout).await;
+    deliveries.shutdown(config.shutdown_timeout).await;
     pool.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -3,6 +3,7 @@
 //! Everything here is pure (no I/O). Input types *parse* what a client sent into a value that is
 //! valid by construction, and say what is wrong in words a client can act on.
 
+pub mod event;
 pub mod identity;
 pub mod ids;
 pub mod jid;
@@ -13,6 +14,7 @@ pub mod scope;
 pub mod status;
 pub mod token;
 
+pub use event::{EventFilter, EventId, EventKind, WebhookId};
 pub use identity::{Identity, Names};
 pub use ids::{DeviceId, TenantId, UserId};
 pub use jid::{ContactId, GroupJid, IdentifierError, Lid, PhoneNumber};

@@ -227,6 +227,7 @@ impl From<services::Error> for ApiError {
             Error::Invalid { field, message } => Self::field(field, message),
             Error::NotFound(m) => Self::NotFound(m),
             Error::NotOnWhatsapp(m) => Self::NotOnWhatsapp(m),
+            Error::Conflict(m) => Self::Conflict(m),
             Error::Forbidden(m) => Self::Forbidden(m),
             Error::Session(e) => e.into(),
             Error::Store(e) => e.into(),

@@ -347,3 +347,34 @@ mod tests {
         }
     }
 }
+
+/// An event id path parameter named `id` (`/events/{id}`): `evt_` and 32 hex digits, else
+/// `VALIDATION_ERROR` naming `id`.
+#[derive(Debug)]
+pub struct EventPath(pub crate::domain::EventId);
+
+impl<S> FromRequestParts<S> for EventPath
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::field("id", "is required"))?;
+        let raw = params
+            .iter()
+            .find(|(name, _)| *name == "id")
+            .map(|(_, value)| value)
+            .ok_or_else(|| ApiError::field("id", "is required"))?;
+        crate::domain::EventId::parse(raw)
+            .map(EventPath)
+            .ok_or_else(|| {
+                ApiError::fields(vec![
+                    super::error::FieldError::new("id", "not an event id (evt_ and 32 hex digits)")
+                        .with_value(raw),
+                ])
+            })
+    }
+}

@@ -14,6 +14,8 @@ pub struct AppState {
     pub auth_cache: Arc<TokenCache>,
     pub master_token: Option<MasterToken>,
     pub sessions: Arc<SessionPool>,
+    /// This node's webhook delivery workers (and the sender `POST /webhook/test` uses).
+    pub deliveries: Arc<crate::delivery::Deliverer>,
     /// Per-tenant request budgets.
     pub budgets: Arc<super::budget::TenantBudgets>,
 }

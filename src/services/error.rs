@@ -16,6 +16,9 @@ pub enum Error {
     /// No such thing for this caller (`what` says which).
     #[error("{0}")]
     NotFound(String),
+    /// The state forbids the action (nothing to act on, already done).
+    #[error("{0}")]
+    Conflict(String),
     /// The phone number has no WhatsApp account.
     #[error("{0}")]
     NotOnWhatsapp(String),

@@ -6,5 +6,6 @@ pub mod communities;
 pub mod contacts;
 pub mod error;
 pub mod groups;
+pub mod webhooks;
 
 pub use error::Error;

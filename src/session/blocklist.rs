@@ -14,10 +14,12 @@ use wacore_binary::{Jid, Node, NodeContent, NodeRef, Server};
 use whatsapp_rust::Client;
 use whatsapp_rust::request::{InfoQuery, InfoQueryType};
 
+use super::outbox::{self, Pending};
 use super::state::SessionError;
 use super::whatsapp::call;
 use crate::domain::{ContactId, DeviceScope, Identity, Lid, PhoneNumber};
-use crate::store::{blocklists, identities};
+use crate::domain::EventKind;
+use crate::store::{StoreError, blocklists, identities};
 
 /// The block list as WhatsApp answers it: its hash and the blocked users.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +173,125 @@ pub async fn send_change(
     parse_blocklist(answer.get())
 }
 
+/// Who changed the list, as `privacy.blocklist` says it.
+#[derive(Debug, Clone, Copy)]
+pub enum ChangeSource<'a> {
+    /// Read from WhatsApp: changed on the phone (or elsewhere) since the snapshot.
+    Phone,
+    /// A block or unblock through the API, of `target`.
+    Api { block: bool, target: &'a Identity },
+}
+
+/// What changed between the snapshot and WhatsApp's answer.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Change {
+    prev_dhash: Option<String>,
+    added: Vec<Identity>,
+    /// As the snapshot listed them (their other half is looked up when the event is built).
+    removed: Vec<ContactId>,
+}
+
+/// The change from `previous` to `list`, if anything changed. Entries match when any of their
+/// identifiers does (an entry listed by LID before and by phone number now is the same user).
+/// With no snapshot there is nothing to compare with: the first read is the baseline, and an
+/// API change is described by its target.
+fn diff(previous: Option<&blocklists::Snapshot>, list: &Blocklist, source: &ChangeSource<'_>) -> Option<Change> {
+    let Some(previous) = previous else {
+        return match source {
+            ChangeSource::Phone => None,
+            ChangeSource::Api { block: true, target } => Some(Change {
+                added: vec![(*target).clone()],
+                ..Change::default()
+            }),
+            ChangeSource::Api { block: false, target } => Some(Change {
+                removed: target
+                    .lid
+                    .clone()
+                    .map(ContactId::Lid)
+                    .or_else(|| target.phone.clone().map(ContactId::Phone))
+                    .into_iter()
+                    .collect(),
+                ..Change::default()
+            }),
+        };
+    };
+    let before: Vec<ContactId> = previous
+        .items
+        .iter()
+        .filter_map(|jid| ContactId::from_wire(jid))
+        .collect();
+    let listed = |id: &ContactId, identity: &Identity| match id {
+        ContactId::Phone(phone) => identity.phone.as_ref() == Some(phone),
+        ContactId::Lid(lid) => identity.lid.as_ref() == Some(lid),
+    };
+    let added: Vec<Identity> = list
+        .items
+        .iter()
+        .filter(|item| !before.iter().any(|id| listed(id, &item.identity)))
+        .map(|item| item.identity.clone())
+        .collect();
+    let removed: Vec<ContactId> = before
+        .into_iter()
+        .filter(|id| !list.items.iter().any(|item| listed(id, &item.identity)))
+        .collect();
+    if added.is_empty() && removed.is_empty() {
+        return None;
+    }
+    Some(Change {
+        prev_dhash: Some(previous.dhash.clone()),
+        added,
+        removed,
+    })
+}
+
+impl Change {
+    /// The event, with the phone number of every contact whose mapping is known.
+    async fn event(
+        self,
+        db: &PgPool,
+        scope: &DeviceScope,
+        list: &Blocklist,
+        source: &ChangeSource<'_>,
+    ) -> Result<Pending, StoreError> {
+        let removed = identities::complete(db, scope, &self.removed).await?;
+        let mut users: Vec<ContactId> = Vec::new();
+        for identity in &self.added {
+            if identity.phone.is_none()
+                && let Some(lid) = &identity.lid
+            {
+                users.push(ContactId::Lid(lid.clone()));
+            }
+        }
+        let completed = identities::complete(db, scope, &users).await?;
+        let added: Vec<serde_json::Value> = self
+            .added
+            .iter()
+            .map(|identity| {
+                let known = completed
+                    .iter()
+                    .find(|c| identity.same_user(c))
+                    .unwrap_or(identity);
+                outbox::contact(known)
+            })
+            .collect();
+        let source = match source {
+            ChangeSource::Phone => "phone",
+            ChangeSource::Api { .. } => "api",
+        };
+        Ok(Pending::new(
+            EventKind::Blocklist,
+            serde_json::json!({
+                "source": source,
+                "added": added,
+                "removed": removed.iter().map(outbox::contact).collect::<Vec<_>>(),
+                "count": list.items.len(),
+                "dhash": list.dhash,
+                "prev_dhash": self.prev_dhash,
+            }),
+        ))
+    }
+}
+
 /// A block list as answered: its hash and each item's identity with names.
 pub type BlocklistView = Arc<(String, Vec<Identity>)>;
 
@@ -244,9 +365,10 @@ pub struct DeviceBlocklist<'a> {
 
 impl DeviceBlocklist<'_> {
     /// Stores WhatsApp's answer as the device's snapshot, teaches the LID/phone pairs its
-    /// items carried (through the client, so its own cache learns them too), and forgets the
-    /// cached answer. The only writer of the snapshot.
-    pub async fn save(&self, list: &Blocklist) -> Result<(), SessionError> {
+    /// items carried (through the client, so its own cache learns them too), appends the
+    /// `privacy.blocklist` event for what changed since the snapshot (in the snapshot's
+    /// transaction), and forgets the cached answer. The only writer of the snapshot.
+    pub async fn save(&self, list: &Blocklist, source: ChangeSource<'_>) -> Result<(), SessionError> {
         let pairs: Vec<(String, String)> = list
             .items
             .iter()
@@ -261,7 +383,10 @@ impl DeviceBlocklist<'_> {
         if !pairs.is_empty()
             && let Err(err) = self
                 .client
-                .add_lid_pn_mappings(pairs, whatsapp_rust::lid_pn_cache::LearningSource::Other)
+                .add_lid_pn_mappings(
+                    pairs,
+                    whatsapp_rust::lid_pn_cache::LearningSource::BlocklistActive,
+                )
                 .await
         {
             tracing::warn!(error = %err, "block-list mappings not stored");
@@ -270,7 +395,15 @@ impl DeviceBlocklist<'_> {
             dhash: list.dhash.clone(),
             items: list.items.iter().map(|item| item.jid.clone()).collect(),
         };
-        blocklists::put(self.db, self.scope, &snapshot).await?;
+        let mut tx = self.db.begin().await.map_err(StoreError::from)?;
+        let previous = blocklists::get_for_update(&mut tx, self.scope).await?;
+        let change = diff(previous.as_ref(), list, &source);
+        blocklists::put(&mut tx, self.scope, &snapshot).await?;
+        if let Some(change) = change {
+            let event = change.event(self.db, self.scope, list, &source).await?;
+            outbox::append_in(&mut tx, self.scope, &[event]).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
         self.cache.invalidate();
         Ok(())
     }
@@ -283,7 +416,7 @@ impl DeviceBlocklist<'_> {
         match fetch(self.client, self.timeout, held.as_deref()).await? {
             Fetched::Unchanged => Ok(false),
             Fetched::List(list) => {
-                self.save(&list).await?;
+                self.save(&list, ChangeSource::Phone).await?;
                 Ok(true)
             }
         }
@@ -296,8 +429,13 @@ impl DeviceBlocklist<'_> {
         lid: &Lid,
         phone: Option<&PhoneNumber>,
     ) -> Result<Blocklist, SessionError> {
+        // In turn with refreshes: a refresh prompted by a notification of this very change must
+        // find it saved (and then unchanged), or it would report it as made on the phone.
+        let _turn = self.cache.refreshing.lock().await;
         let list = send_change(self.client, self.timeout, block, lid, phone).await?;
-        self.save(&list).await?;
+        let target = Identity::new(phone.cloned(), Some(lid.clone()));
+        self.save(&list, ChangeSource::Api { block, target: &target })
+            .await?;
         Ok(list)
     }
 

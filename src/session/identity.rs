@@ -10,7 +10,11 @@ use whatsapp_rust::types::events::Event;
 
 use sqlx::PgPool;
 
-use crate::domain::{ContactId, DeviceScope};
+use serde_json::Value;
+
+use crate::domain::{ContactId, DeviceScope, EventKind, Identity};
+use crate::session::outbox::{self, Pending};
+use crate::store::StoreError;
 use crate::store::identities::{self, NameUpdate};
 
 /// Records the names an event carries.
@@ -40,9 +44,39 @@ pub(crate) async fn record_event(db: &PgPool, scope: &DeviceScope, event: &Event
     if update.is_empty() {
         return;
     }
-    if let Err(err) = identities::record_names(db, scope, &[update]).await {
+    if let Err(err) = record(db, scope, &[update]).await {
         tracing::warn!(error = %err, "recording contact names failed");
     }
+}
+
+/// Stores names and, in the same transaction, a `contact.pushname` event per user whose push
+/// name is new or changed (one per user, though the name may be stored under its LID and its
+/// phone number both).
+async fn record(db: &PgPool, scope: &DeviceScope, updates: &[NameUpdate]) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    let changes = identities::record_names_in(&mut tx, scope, updates).await?;
+    if !changes.is_empty() {
+        let changes: Vec<(ContactId, &identities::PushNameChange)> = changes
+            .iter()
+            .filter_map(|c| Some((ContactId::from_wire(&c.jid)?, c)))
+            .collect();
+        let users: Vec<ContactId> = changes.iter().map(|(id, _)| id.clone()).collect();
+        // One identity per user, in order.
+        let known = identities::complete(db, scope, &users).await?;
+        let mut events: Vec<(Identity, Pending)> = Vec::new();
+        for ((_, change), identity) in changes.iter().zip(known) {
+            if events.iter().any(|(seen, _)| seen.same_user(&identity)) {
+                continue;
+            }
+            let mut data = outbox::contact(&identity);
+            data["push_name"] = Value::String(change.push_name.clone());
+            events.push((identity, Pending::new(EventKind::PushName, data)));
+        }
+        let events: Vec<Pending> = events.into_iter().map(|(_, e)| e).collect();
+        outbox::append_in(&mut tx, scope, &events).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Records the push name an incoming message carries (`notify`), under the sender's LID and
@@ -92,7 +126,7 @@ pub(crate) async fn record_message_sender(
         ..NameUpdate::default()
     })
     .collect();
-    if let Err(err) = identities::record_names(db, scope, &updates).await {
+    if let Err(err) = record(db, scope, &updates).await {
         tracing::warn!(error = %err, "recording a push name failed");
     }
     if let (Some(lid), Some(phone), Some(client)) = (lid, phone, client)

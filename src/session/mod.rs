@@ -9,6 +9,7 @@
 //! - [`ownership`]: one live connection per device across every gateway process.
 //! - [`pacing`]: per-device pacing of the WhatsApp calls that get accounts banned when abused.
 //! - [`reconnect`]: reconnects spread over time after WhatsApp drops many sessions at once.
+//! - [`outbox`]: the events the session appends to the device's stream.
 //! - [`state`]: statuses, QR and pairing codes, errors.
 
 pub mod actor;
@@ -19,6 +20,7 @@ pub mod device;
 pub mod handle;
 pub(crate) mod identity;
 pub mod keys;
+pub mod outbox;
 pub mod ownership;
 pub mod pacing;
 pub mod pool;

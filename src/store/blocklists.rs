@@ -1,7 +1,7 @@
 //! Each device's snapshot of its WhatsApp block list. Written only through
 //! `session::blocklist`, the block list's one home.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::StoreError;
 use crate::domain::{DeviceId, DeviceScope, TenantId};
@@ -28,10 +28,29 @@ pub async fn get(pool: &PgPool, scope: &DeviceScope) -> Result<Option<Snapshot>,
     .await?)
 }
 
+/// The device's snapshot, locked until the caller's transaction ends (the one that replaces
+/// it and appends the event describing the change).
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    scope: &DeviceScope,
+) -> Result<Option<Snapshot>, StoreError> {
+    Ok(sqlx::query_as!(
+        Snapshot,
+        r#"SELECT b.dhash, b.items FROM blocklists b
+           JOIN devices d ON d.id = b.device_id
+           WHERE d.tenant_id = $1 AND b.device_id = $2
+           FOR UPDATE OF b"#,
+        scope.tenant() as TenantId,
+        scope.device() as DeviceId,
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// Replaces the snapshot with WhatsApp's latest answer. A device that is gone (or not the
 /// tenant's) keeps nothing.
 pub async fn put(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     scope: &DeviceScope,
     snapshot: &Snapshot,
 ) -> Result<(), StoreError> {
@@ -45,7 +64,7 @@ pub async fn put(
         snapshot.dhash,
         &snapshot.items,
     )
-    .execute(pool)
+    .execute(conn)
     .await
     .map(|_| ())
     .or_else(|err| match &err {

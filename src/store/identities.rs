@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use wuts_wa_store::PgStore;
 
 use super::StoreError;
@@ -240,6 +240,24 @@ pub async fn record_names(
     scope: &DeviceScope,
     updates: &[NameUpdate],
 ) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    record_names_in(&mut conn, scope, updates).await.map(|_| ())
+}
+
+/// A push name the device had not seen for that JID.
+#[derive(Debug, Clone)]
+pub struct PushNameChange {
+    pub jid: String,
+    pub push_name: String,
+}
+
+/// [`record_names`] on the caller's connection (or transaction); answers the push names that
+/// are new or changed.
+pub async fn record_names_in(
+    conn: &mut PgConnection,
+    scope: &DeviceScope,
+    updates: &[NameUpdate],
+) -> Result<Vec<PushNameChange>, StoreError> {
     // One row per JID: a statement may not update the same row twice.
     let mut merged: Vec<NameUpdate> = Vec::with_capacity(updates.len());
     for update in updates {
@@ -261,7 +279,7 @@ pub async fn record_names(
     }
     let updates = merged;
     if updates.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let jids: Vec<String> = updates.iter().map(|u| u.jid.clone()).collect();
     let full: Vec<Option<String>> = updates.iter().map(|u| non_empty(&u.full_name)).collect();
@@ -271,17 +289,30 @@ pub async fn record_names(
         .iter()
         .map(|u| non_empty(&u.business_name))
         .collect();
-    sqlx::query!(
-        r#"INSERT INTO contact_names AS c
-               (device_id, jid, full_name, first_name, push_name, business_name)
-           SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-           WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1 AND tenant_id = $7)
-           ON CONFLICT (device_id, jid) DO UPDATE SET
-               full_name = coalesce(excluded.full_name, c.full_name),
-               first_name = coalesce(excluded.first_name, c.first_name),
-               push_name = coalesce(excluded.push_name, c.push_name),
-               business_name = coalesce(excluded.business_name, c.business_name),
-               updated_at = now()"#,
+    let changed = sqlx::query_as!(
+        PushNameChange,
+        r#"WITH incoming AS (
+               SELECT * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                   AS u (jid, full_name, first_name, push_name, business_name)
+           ), before AS (
+               SELECT c.jid, c.push_name FROM contact_names c
+               JOIN incoming i ON i.jid = c.jid WHERE c.device_id = $1
+           ), written AS (
+               INSERT INTO contact_names AS c
+                   (device_id, jid, full_name, first_name, push_name, business_name)
+               SELECT $1, * FROM incoming
+               WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1 AND tenant_id = $7)
+               ON CONFLICT (device_id, jid) DO UPDATE SET
+                   full_name = coalesce(excluded.full_name, c.full_name),
+                   first_name = coalesce(excluded.first_name, c.first_name),
+                   push_name = coalesce(excluded.push_name, c.push_name),
+                   business_name = coalesce(excluded.business_name, c.business_name),
+                   updated_at = now()
+               RETURNING c.jid, c.push_name
+           )
+           SELECT w.jid AS "jid!", w.push_name AS "push_name!" FROM written w
+           LEFT JOIN before b ON b.jid = w.jid
+           WHERE w.push_name IS NOT NULL AND w.push_name IS DISTINCT FROM b.push_name"#,
         scope.device() as DeviceId,
         &jids,
         &full as &[Option<String>],
@@ -290,7 +321,7 @@ pub async fn record_names(
         &business as &[Option<String>],
         scope.tenant() as TenantId,
     )
-    .execute(pool)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    Ok(changed)
 }

@@ -6,10 +6,12 @@
 
 pub mod blocklists;
 pub mod devices;
+pub mod events;
 pub mod identities;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

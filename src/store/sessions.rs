@@ -1,6 +1,6 @@
 //! The session columns of `devices`, written by device actors, and the devices to restore.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::StoreError;
 use crate::domain::{DeviceId, DeviceScope, SessionStatus, TenantId};
@@ -36,7 +36,7 @@ impl SessionRecord {
 }
 
 pub async fn record(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     scope: &DeviceScope,
     record: &SessionRecord,
 ) -> Result<(), StoreError> {
@@ -61,7 +61,7 @@ pub async fn record(
         record.error,
         record.clear_error,
     )
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ fn rank(module: &str) -> Option<u8> {
         "config" => 6,
         "http" => 5,
         "services" => 4,
-        "session" => 3,
+        "session" | "delivery" => 3,
         "store" => 2,
         "metrics" => 1,
         "domain" => 0,

@@ -30,7 +30,7 @@ use wacore::store::error::StoreError;
 
 pub use gate::{Retired, WriteGate};
 pub use reseal::ResealReport;
-pub use seal::{Column, Sealer, StoreKey};
+pub use seal::{Column, Place, SealError, Sealer, StoreKey};
 
 /// How many LID mappings whatsapp-rust is handed when it warms its cache at connect. Its cache
 /// is unbounded and never evicts; mappings beyond these (the least recently updated) are still

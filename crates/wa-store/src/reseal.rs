@@ -10,7 +10,7 @@ use crate::seal::{Column, Place, Sealer};
 
 /// Each sealed column: the column, its table and column names, and an expression giving the
 /// row key the associated data names (the same bytes the store's methods use).
-const SEALED: [(Column, &str, &str, &str); 7] = [
+const SEALED: [(Column, &str, &str, &str); 8] = [
     (Column::Device, "wa_devices", "data", "''::bytea"),
     (
         Column::Session,
@@ -44,6 +44,9 @@ const SEALED: [(Column, &str, &str, &str); 7] = [
         "convert_to(chat, 'UTF8') || '\\x00'::bytea || convert_to(sender, 'UTF8') \
          || '\\x00'::bytea || convert_to(msg_id, 'UTF8')",
     ),
+    // The gateway's webhook secrets, keyed by the webhook's id. (A rotated-out secret, kept
+    // for a day, is not rewritten: it is dropped when it expires.)
+    (Column::WebhookSecret, "webhooks", "secret", "uuid_send(id)"),
 ];
 
 /// Rows read per statement.

@@ -132,6 +132,8 @@ pub enum Column {
     SenderKey,
     AppSyncKey,
     MsgSecret,
+    /// A device's webhook signing secret (the gateway's `webhooks` table).
+    WebhookSecret,
 }
 
 impl Column {
@@ -145,6 +147,7 @@ impl Column {
             Column::SenderKey => "wa_sender_keys.record",
             Column::AppSyncKey => "wa_app_sync_keys.key_data",
             Column::MsgSecret => "wa_msg_secrets.secret",
+            Column::WebhookSecret => "webhooks.secret",
         }
     }
 }

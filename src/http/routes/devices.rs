@@ -81,6 +81,12 @@ pub async fn create(
     })?;
     let device = devices::create(&state.db, caller.tenant_id, caller.user_id, &name).await?;
     tracing::info!("device.id" = %device.id, "device created");
+    crate::services::webhooks::Webhooks {
+        db: &state.db,
+        deliveries: &state.deliveries,
+    }
+    .apply_pending(&crate::http::device::scope_of(&device), caller.user_id)
+    .await?;
     Ok(Success::created(Created {
         device: NewDevice {
             id: device.id,

@@ -10,6 +10,7 @@ mod ops;
 mod sessions;
 mod tenants;
 mod users;
+mod webhooks;
 
 use axum::Router;
 
@@ -86,6 +87,14 @@ api_routes! {
         delete: communities::unlink_groups,
     },
     "/communities/{jid}/leave" => { delete: communities::leave_community },
+    // Events and webhooks.
+    "/webhook" => { post: webhooks::configure, get: webhooks::get, delete: webhooks::delete },
+    "/webhook/events" => { get: webhooks::catalogue },
+    "/webhook/test" => { post: webhooks::test },
+    "/webhook/deliveries" => { get: webhooks::deliveries },
+    "/user/webhook" => { post: webhooks::set_pending },
+    "/events" => { get: webhooks::events },
+    "/events/{id}/redeliver" => { post: webhooks::redeliver },
     // Operations.
     "/healthz" => { get: ops::healthz },
     "/readyz" => { get: ops::readyz },

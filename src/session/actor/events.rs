@@ -5,34 +5,37 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use serde_json::json;
 use tracing::Instrument;
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::BotHandle;
-use whatsapp_rust::types::events::{Event, EventKind};
+use whatsapp_rust::types::events::{Event, EventKind as ClientEvent};
 
 use super::{BAN_RETRY_MARGIN, DeviceActor, MAX_BAN_WAIT, PAIR_CODE_TTL_SECS};
 use crate::session::blocklist::{self, DeviceBlocklist};
+use crate::domain::EventKind;
 use crate::session::identity;
+use crate::session::outbox::{self, Pending};
 use crate::session::state::{PairingCode, PairingQr, SessionStatus};
 
 /// Lifecycle events the actor listens to. Everything else the client emits is not its concern.
-pub(super) const EVENTS: &[EventKind] = &[
-    EventKind::Connected,
-    EventKind::Disconnected,
-    EventKind::PairSuccess,
-    EventKind::PairError,
-    EventKind::LoggedOut,
-    EventKind::PairingQrCode,
-    EventKind::PairingCode,
-    EventKind::PairingQrCodesExhausted,
-    EventKind::ClientOutdated,
-    EventKind::StreamReplaced,
-    EventKind::TemporaryBan,
-    EventKind::ConnectFailure,
-    EventKind::PushNameUpdate,
-    EventKind::ContactUpdate,
-    EventKind::BusinessStatusUpdate,
-    EventKind::RawNode,
+pub(super) const EVENTS: &[ClientEvent] = &[
+    ClientEvent::Connected,
+    ClientEvent::Disconnected,
+    ClientEvent::PairSuccess,
+    ClientEvent::PairError,
+    ClientEvent::LoggedOut,
+    ClientEvent::PairingQrCode,
+    ClientEvent::PairingCode,
+    ClientEvent::PairingQrCodesExhausted,
+    ClientEvent::ClientOutdated,
+    ClientEvent::StreamReplaced,
+    ClientEvent::TemporaryBan,
+    ClientEvent::ConnectFailure,
+    ClientEvent::PushNameUpdate,
+    ClientEvent::ContactUpdate,
+    ClientEvent::BusinessStatusUpdate,
+    ClientEvent::RawNode,
 ];
 
 /// Whether an event is worth the actor's attention. Raw stanzas are forwarded only for what
@@ -66,8 +69,15 @@ impl DeviceActor {
                         expires_at: now + ttl,
                     });
                 });
-                if self.status() != SessionStatus::Pairing {
-                    self.set_status(SessionStatus::Pairing, |_| {}).await;
+                let generated = [Pending::new(
+                    EventKind::QrGenerated,
+                    json!({"qr_code": qr.code, "expires_at": now + ttl}),
+                )];
+                if self.status() == SessionStatus::Pairing {
+                    self.emit(&generated).await;
+                } else {
+                    self.transition(SessionStatus::Pairing, |_| {}, &generated)
+                        .await;
                 }
             }
             Event::PairingCode(code) => {
@@ -88,36 +98,48 @@ impl DeviceActor {
                 crate::metrics::pairing_outcome("success");
                 let jid = success.id.to_string();
                 let lid = success.lid.to_non_ad_string();
+                let mut paired = outbox::account(&jid);
+                if !success.platform.is_empty() {
+                    paired["platform"] = json!(success.platform);
+                }
                 self.state.send_modify(|s| {
                     s.qr = None;
                     s.pairing_code = None;
                     s.jid = Some(jid.clone());
                     s.lid = Some(lid.clone());
                 });
-                self.set_status(SessionStatus::Connecting, |r| {
-                    r.auto_connect = Some(true);
-                    r.jid = Some(jid);
-                    r.lid = Some(lid);
-                    r.clear_error = true;
-                })
+                self.transition(
+                    SessionStatus::Connecting,
+                    |r| {
+                        r.auto_connect = Some(true);
+                        r.jid = Some(jid);
+                        r.lid = Some(lid);
+                        r.clear_error = true;
+                    },
+                    &[Pending::new(EventKind::PairSuccess, paired)],
+                )
                 .await;
             }
             Event::PairError(err) => {
                 tracing::warn!(error = %err.error, "pairing failed");
                 crate::metrics::pairing_outcome("error");
                 self.stop_client().await;
-                self.set_status(SessionStatus::Unpaired, |r| {
-                    r.error = Some(format!("pairing failed: {}", err.error));
-                })
-                .await;
+                let reason = format!("pairing failed: {}", err.error);
+                let failed = [Pending::new(EventKind::PairError, json!({"reason": reason}))];
+                self.transition(SessionStatus::Unpaired, |r| r.error = Some(reason), &failed)
+                    .await;
             }
             Event::PairingQrCodesExhausted(_) => {
                 crate::metrics::pairing_outcome("expired");
                 self.stop_client().await;
                 self.state.send_modify(|s| s.qr = None);
-                self.set_status(SessionStatus::Unpaired, |r| {
-                    r.error = Some("no QR code was scanned in time".to_owned());
-                })
+                let reason = "no QR code was scanned in time";
+                let failed = [Pending::new(EventKind::PairError, json!({"reason": reason}))];
+                self.transition(
+                    SessionStatus::Unpaired,
+                    |r| r.error = Some(reason.to_owned()),
+                    &failed,
+                )
                 .await;
             }
             Event::Connected(_) => {
@@ -137,18 +159,28 @@ impl DeviceActor {
                     s.pairing_code = None;
                 });
                 self.client.send_replace(Some(client.clone()));
-                self.set_status(SessionStatus::Connected, |r| {
-                    r.jid = jid;
-                    r.lid = lid;
-                    r.seen = true;
-                    r.clear_error = true;
-                })
+                let account = self.state.borrow().jid.clone().unwrap_or_default();
+                let connected = [Pending::new(
+                    EventKind::DeviceConnected,
+                    outbox::account(&account),
+                )];
+                self.transition(
+                    SessionStatus::Connected,
+                    |r| {
+                        r.jid = jid;
+                        r.lid = lid;
+                        r.seen = true;
+                        r.clear_error = true;
+                    },
+                    &connected,
+                )
                 .await;
                 // Changes made while the device was away are not notified: read the list.
                 self.refresh_blocklist(client);
             }
             Event::Disconnected(_) => {
                 crate::metrics::connection_event("disconnected");
+                let closed = self.closed_event("connection_lost");
                 if self.state.borrow().status == SessionStatus::Connected {
                     // An established session dropped: its reconnect waits a random moment.
                     self.reconnect.arm();
@@ -156,7 +188,7 @@ impl DeviceActor {
                 self.client.send_replace(None);
                 self.state.send_modify(|s| s.last_seen = Some(Utc::now()));
                 // whatsapp-rust reconnects by itself, with backoff.
-                self.set_status(SessionStatus::Connecting, |r| r.seen = true)
+                self.transition(SessionStatus::Connecting, |r| r.seen = true, &closed)
                     .await;
             }
             Event::LoggedOut(out) => {
@@ -166,41 +198,69 @@ impl DeviceActor {
                 if let Err(err) = self.erase_credentials().await {
                     tracing::error!(error = ?err, "erasing credentials failed");
                 }
-                self.set_status(SessionStatus::LoggedOut, |r| {
-                    r.auto_connect = Some(false);
-                    r.clear_jid = true;
-                    r.error = Some(format!("logged out by WhatsApp ({:?})", out.reason));
-                })
+                let reason = format!("logged out by WhatsApp ({:?})", out.reason);
+                let events = [Pending::new(
+                    EventKind::DeviceLoggedOut,
+                    json!({"reason": reason}),
+                )];
+                self.transition(
+                    SessionStatus::LoggedOut,
+                    |r| {
+                        r.auto_connect = Some(false);
+                        r.clear_jid = true;
+                        r.error = Some(reason);
+                    },
+                    &events,
+                )
                 .await;
             }
             Event::StreamReplaced(_) => {
                 tracing::warn!("session replaced by another connection");
                 crate::metrics::connection_event("replaced");
+                let mut events = vec![Pending::new(EventKind::StreamReplaced, json!({}))];
+                events.extend(self.closed_event("stream_replaced"));
                 self.stop_client().await;
                 // Reconnecting would replace the other connection in turn, forever.
-                self.set_status(SessionStatus::Disconnected, |r| {
-                    r.auto_connect = Some(false);
-                    r.error =
-                        Some("replaced by another connection with the same credentials".to_owned());
-                })
+                self.transition(
+                    SessionStatus::Disconnected,
+                    |r| {
+                        r.auto_connect = Some(false);
+                        r.error = Some(
+                            "replaced by another connection with the same credentials".to_owned(),
+                        );
+                    },
+                    &events,
+                )
                 .await;
             }
             Event::TemporaryBan(ban) => {
                 tracing::warn!(code = ?ban.code, expire = ?ban.expire, "temporarily banned");
                 crate::metrics::connection_event("temporary_ban");
+                let mut events = vec![Pending::new(
+                    EventKind::TemporaryBan,
+                    json!({
+                        "code": ban.code.code(),
+                        "expires_at": Utc::now() + ban.expire,
+                    }),
+                )];
+                events.extend(self.closed_event("temporary_ban"));
                 self.stop_client().await;
                 // Try again once the ban is over (a little after, so as not to knock early).
                 let wait =
                     ban.expire.to_std().unwrap_or_default().min(MAX_BAN_WAIT) + BAN_RETRY_MARGIN;
                 self.retry_at = Some(tokio::time::Instant::now() + wait);
                 // Still wanted: a restart during the ban tries once (and learns the ban again).
-                self.set_status(SessionStatus::Disconnected, |r| {
-                    r.error = Some(format!(
-                        "temporarily banned by WhatsApp ({:?}) for {} s",
-                        ban.code,
-                        ban.expire.num_seconds()
-                    ));
-                })
+                self.transition(
+                    SessionStatus::Disconnected,
+                    |r| {
+                        r.error = Some(format!(
+                            "temporarily banned by WhatsApp ({:?}) for {} s",
+                            ban.code,
+                            ban.expire.num_seconds()
+                        ));
+                    },
+                    &events,
+                )
                 .await;
             }
             Event::ClientOutdated(_) => {
@@ -208,13 +268,22 @@ impl DeviceActor {
                     "WhatsApp says this client version is outdated: set WUTS_WA_VERSION to the current WhatsApp Web version"
                 );
                 crate::metrics::connection_event("client_outdated");
+                let mut events = vec![Pending::new(
+                    EventKind::ConnectFailure,
+                    json!({"reason": "client_outdated", "code": 405}),
+                )];
+                events.extend(self.closed_event("client_outdated"));
                 self.stop_client().await;
-                self.set_status(SessionStatus::Disconnected, |r| {
-                    r.error = Some(
-                        "client version outdated; the operator must update WUTS_WA_VERSION"
-                            .to_owned(),
-                    );
-                })
+                self.transition(
+                    SessionStatus::Disconnected,
+                    |r| {
+                        r.error = Some(
+                            "client version outdated; the operator must update WUTS_WA_VERSION"
+                                .to_owned(),
+                        );
+                    },
+                    &events,
+                )
                 .await;
             }
             Event::ConnectFailure(failure) => {
@@ -222,11 +291,15 @@ impl DeviceActor {
                 crate::metrics::connection_event("connect_failure");
                 if !failure.reason.should_reconnect() {
                     // whatsapp-rust does not retry these; neither do we until asked to.
+                    let reason = format!("login refused by WhatsApp ({:?})", failure.reason);
+                    let mut events = vec![Pending::new(
+                        EventKind::ConnectFailure,
+                        json!({"reason": reason, "code": failure.reason.code()}),
+                    )];
+                    events.extend(self.closed_event("login_refused"));
                     self.stop_client().await;
-                    self.set_status(SessionStatus::Disconnected, |r| {
-                        r.error = Some(format!("login refused by WhatsApp ({:?})", failure.reason));
-                    })
-                    .await;
+                    self.transition(SessionStatus::Disconnected, |r| r.error = Some(reason), &events)
+                        .await;
                 }
             }
             Event::PushNameUpdate(_) | Event::ContactUpdate(_) | Event::BusinessStatusUpdate(_) => {

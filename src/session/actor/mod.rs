@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::BotHandle;
@@ -18,9 +19,10 @@ use wuts_wa_store::WriteGate;
 
 use super::caches::DeviceCaches;
 use super::deps::SessionDeps;
+use super::outbox::{self, Pending};
 use super::reconnect::ReconnectSignal;
 use super::state::{PairingCode, SessionError, SessionState, SessionStatus};
-use crate::domain::{DeviceScope, PhoneNumber};
+use crate::domain::{DeviceScope, EventKind, PhoneNumber};
 use crate::store::sessions::{self as session_store, SessionRecord};
 
 mod client;
@@ -151,10 +153,13 @@ impl DeviceActor {
                 let _ = reply.send(result);
             }
             Command::Disconnect(reply) => {
+                let closed = self.closed_event("requested");
                 self.stop_client().await;
-                self.set_status(SessionStatus::Disconnected, |r| {
-                    r.auto_connect = Some(false);
-                })
+                self.transition(
+                    SessionStatus::Disconnected,
+                    |r| r.auto_connect = Some(false),
+                    &closed,
+                )
                 .await;
                 let _ = reply.send(Ok(()));
             }
@@ -164,7 +169,7 @@ impl DeviceActor {
                         "the device is not paired".to_owned(),
                     )),
                     Err(err) => Err(err),
-                    Ok(_) => self.logout().await,
+                    Ok(_) => self.logout(Some("requested")).await,
                 };
                 let _ = reply.send(result);
             }
@@ -174,7 +179,7 @@ impl DeviceActor {
             }
             Command::PairCode { phone, reply } => self.pair_code(phone, reply).await,
             Command::Delete(reply) => {
-                let result = self.logout().await;
+                let result = self.logout(None).await;
                 let _ = reply.send(result);
                 return true;
             }
@@ -295,7 +300,9 @@ impl DeviceActor {
         });
     }
 
-    async fn logout(&mut self) -> Result<(), SessionError> {
+    /// Unlinks and erases the credentials; `reason` goes in the `device.logged_out` event (none
+    /// when the device itself is going away).
+    async fn logout(&mut self, reason: Option<&str>) -> Result<(), SessionError> {
         if let Some(bot) = &self.bot
             && self.status() == SessionStatus::Connected
         {
@@ -309,10 +316,18 @@ impl DeviceActor {
         }
         self.stop_client().await;
         self.erase_credentials().await?;
-        self.set_status(SessionStatus::LoggedOut, |r| {
-            r.auto_connect = Some(false);
-            r.clear_jid = true;
-        })
+        let events: Vec<Pending> = reason
+            .map(|reason| Pending::new(EventKind::DeviceLoggedOut, json!({"reason": reason})))
+            .into_iter()
+            .collect();
+        self.transition(
+            SessionStatus::LoggedOut,
+            |r| {
+                r.auto_connect = Some(false);
+                r.clear_jid = true;
+            },
+            &events,
+        )
         .await;
         Ok(())
     }
@@ -338,6 +353,17 @@ impl DeviceActor {
         status: SessionStatus,
         patch: impl FnOnce(&mut SessionRecord),
     ) {
+        self.transition(status, patch, &[]).await;
+    }
+
+    /// [`Self::set_status`], and the events that say so, appended in the same transaction as
+    /// the row's change.
+    pub(super) async fn transition(
+        &self,
+        status: SessionStatus,
+        patch: impl FnOnce(&mut SessionRecord),
+        events: &[Pending],
+    ) {
         let mut record = SessionRecord::new(status);
         patch(&mut record);
         self.state.send_modify(|s| {
@@ -354,9 +380,34 @@ impl DeviceActor {
             }
         });
         crate::metrics::status_changed(status);
-        if let Err(err) = session_store::record(&self.deps.db, &self.scope, &record).await {
+        let written = async {
+            let mut tx = self.deps.db.begin().await?;
+            session_store::record(&mut tx, &self.scope, &record).await?;
+            outbox::append_in(&mut tx, &self.scope, events).await?;
+            tx.commit().await?;
+            Ok::<(), crate::store::StoreError>(())
+        }
+        .await;
+        if let Err(err) = written {
             tracing::error!(error = %err, "recording session state failed");
         }
+    }
+
+    /// `device.disconnected` with `reason`, if the session was connected (a session that was
+    /// still connecting closes without one).
+    pub(super) fn closed_event(&self, reason: &str) -> Vec<Pending> {
+        if self.status() != SessionStatus::Connected {
+            return Vec::new();
+        }
+        vec![Pending::new(
+            EventKind::DeviceDisconnected,
+            json!({"reason": reason}),
+        )]
+    }
+
+    /// Appends events that change no state of the row.
+    pub(super) async fn emit(&self, events: &[Pending]) {
+        outbox::emit(&self.deps.db, &self.scope, events).await;
     }
 }
 
