@@ -146,6 +146,7 @@ impl Phones {
 /// Runs the benchmark; answers the figures as one JSON object.
 pub async fn run(config: Config) -> Result<Value> {
     let sim = WaSim::start().await?;
+    wuts_gateway::delivery::send::install_tls_provider();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(config.concurrency.max(config.pair_concurrency) * 2)
         .build()?;

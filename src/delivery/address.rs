@@ -59,8 +59,7 @@ pub struct Refused(pub String);
 
 /// Parses a webhook URL: `http` or `https`, with a host, no credentials.
 pub fn parse_url(text: &str) -> Result<Url, Refused> {
-    let url = Url::parse(text.trim())
-        .map_err(|err| Refused(format!("not a valid URL ({err})")))?;
+    let url = Url::parse(text.trim()).map_err(|err| Refused(format!("not a valid URL ({err})")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Refused("must be an http or https URL".to_owned()));
     }
@@ -130,7 +129,12 @@ mod tests {
         ] {
             assert!(!is_public(ip.parse().expect("ip")), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(is_public(ip.parse().expect("ip")), "{ip}");
         }
     }

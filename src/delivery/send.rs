@@ -52,6 +52,13 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// Makes ring the process's TLS provider, if none is yet. reqwest (built with rustls and no
+/// provider of its own) asks for the process default whenever any client is built, in this
+/// process's code or a library's.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// What an attempt came to.
 #[derive(Debug, Clone, Default)]
 pub struct Sent {
@@ -88,8 +95,10 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(allow_private: bool) -> anyhow::Result<Self> {
+        install_tls_provider();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
@@ -116,10 +125,7 @@ impl Sender {
         {
             Ok(sent) => sent,
             Err(_) => Sent {
-                error: Some(format!(
-                    "no answer within {} s",
-                    delivery.timeout.as_secs_f64()
-                )),
+                error: Some(timed_out(delivery.timeout)),
                 ..Sent::default()
             },
         };
@@ -145,7 +151,9 @@ impl Sender {
         let mut headers = HeaderMap::new();
         if let Some(configured) = delivery.headers.as_object() {
             for (name, value) in configured {
-                let Some(value) = value.as_str() else { continue };
+                let Some(value) = value.as_str() else {
+                    continue;
+                };
                 if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                     continue;
                 }
@@ -176,6 +184,7 @@ impl Sender {
             .await;
         let mut response = match answer {
             Ok(response) => response,
+            Err(err) if err.is_timeout() => return failed(timed_out(delivery.timeout)),
             Err(err) => return failed(describe(&err)),
         };
         let status = response.status().as_u16();
@@ -198,18 +207,21 @@ impl Sender {
         }
         Sent {
             status: Some(status),
-            error: (!(200..300).contains(&status)).then(|| format!("the receiver answered {status}")),
+            error: (!(200..300).contains(&status))
+                .then(|| format!("the receiver answered {status}")),
             retry_after,
             duration: Duration::ZERO,
         }
     }
 }
 
+fn timed_out(timeout: Duration) -> String {
+    format!("no answer within {} s", timeout.as_secs_f64())
+}
+
 /// A transport failure in a few words (no URL: it is the user's own).
 fn describe(err: &reqwest::Error) -> String {
-    let mut text = if err.is_timeout() {
-        "timed out".to_owned()
-    } else if err.is_connect() {
+    let mut text = if err.is_connect() {
         "could not connect".to_owned()
     } else {
         "request failed".to_owned()

@@ -34,9 +34,7 @@ pub fn parse(text: &str) -> Result<(), &'static str> {
 pub fn key(secret: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(secret);
     let encoded = text.strip_prefix(PREFIX).unwrap_or(&text);
-    STANDARD
-        .decode(encoded)
-        .unwrap_or_else(|_| secret.to_vec())
+    STANDARD.decode(encoded).unwrap_or_else(|_| secret.to_vec())
 }
 
 /// The `webhook-signature` header for one attempt, signed with each secret.
@@ -50,7 +48,10 @@ pub fn signature(secrets: &[Vec<u8>], id: &str, timestamp: i64, body: &[u8]) -> 
             mac.update(timestamp.to_string().as_bytes());
             mac.update(b".");
             mac.update(body);
-            Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+            Some(format!(
+                "v1,{}",
+                STANDARD.encode(mac.finalize().into_bytes())
+            ))
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -87,7 +88,12 @@ mod tests {
 
     #[test]
     fn a_rotation_signs_twice() {
-        let header = signature(&[generate().into_bytes(), generate().into_bytes()], "evt_1", 1, b"{}");
+        let header = signature(
+            &[generate().into_bytes(), generate().into_bytes()],
+            "evt_1",
+            1,
+            b"{}",
+        );
         assert_eq!(header.split(' ').count(), 2);
         assert!(header.split(' ').all(|s| s.starts_with("v1,")));
     }

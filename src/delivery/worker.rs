@@ -44,6 +44,9 @@ pub struct Deliverer {
     config: DeliveryConfig,
     slots: Arc<Semaphore>,
     wake: Notify,
+    /// The earliest retry this node scheduled: the dispatcher wakes for it (sooner than the
+    /// sweep would).
+    next_retry: std::sync::Mutex<Option<tokio::time::Instant>>,
     stop: watch::Sender<bool>,
 }
 
@@ -60,6 +63,7 @@ impl Deliverer {
             sealer,
             config,
             wake: Notify::new(),
+            next_retry: std::sync::Mutex::new(None),
             stop: watch::channel(false).0,
         }))
     }
@@ -145,11 +149,43 @@ impl Deliverer {
                 return;
             }
             self.dispatch().await;
+            let sweep = tokio::time::Instant::now() + self.config.sweep;
+            let until = self.take_retry(sweep);
             tokio::select! {
                 _ = stop.changed() => return,
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.config.sweep) => {}
+                () = tokio::time::sleep_until(until) => {}
             }
+        }
+    }
+
+    /// When the dispatcher should look again at the latest: the next sweep, or the earliest
+    /// retry scheduled before it. A retry whose time has come is forgotten (this dispatch is
+    /// the one that finds it).
+    fn take_retry(&self, sweep: tokio::time::Instant) -> tokio::time::Instant {
+        let mut next = self
+            .next_retry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *next {
+            Some(at) if at <= tokio::time::Instant::now() => {
+                *next = None;
+                at
+            }
+            Some(at) if at < sweep => at,
+            _ => sweep,
+        }
+    }
+
+    fn retry_scheduled(&self, at: chrono::DateTime<Utc>) {
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        let at = tokio::time::Instant::now() + wait + Duration::from_millis(5);
+        let mut next = self
+            .next_retry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if next.is_none_or(|earlier| at < earlier) {
+            *next = Some(at);
         }
     }
 
@@ -189,7 +225,9 @@ impl Deliverer {
     async fn deliver(&self, claim: Claim) {
         let wanted = EventFilter::parse(&claim.enabled_events).is_ok_and(|filter| match filter {
             EventFilter::All => true,
-            EventFilter::Only(kinds) => EventKind::parse(&claim.event).is_some_and(|k| kinds.contains(&k)),
+            EventFilter::Only(kinds) => {
+                EventKind::parse(&claim.event).is_some_and(|k| kinds.contains(&k))
+            }
         });
         if !wanted {
             self.record(&claim, &Sent::default(), &Outcome::Skip).await;
@@ -208,7 +246,10 @@ impl Deliverer {
             Err(err) => {
                 tracing::error!(error = %err, "webhook secret not readable");
                 let sent = Sent {
-                    error: Some("the webhook's secret cannot be read with the configured store keys".to_owned()),
+                    error: Some(
+                        "the webhook's secret cannot be read with the configured store keys"
+                            .to_owned(),
+                    ),
                     ..Sent::default()
                 };
                 let outcome = self.after_failure(&claim, &sent);
@@ -228,7 +269,9 @@ impl Deliverer {
                 id: &id,
                 timestamp,
                 body,
-                timeout: Duration::from_secs(u64::try_from(claim.timeout_secs.max(1)).unwrap_or(15)),
+                timeout: Duration::from_secs(
+                    u64::try_from(claim.timeout_secs.max(1)).unwrap_or(15),
+                ),
             })
             .await;
         let outcome = if sent.delivered() {
@@ -286,6 +329,9 @@ impl Deliverer {
             Outcome::Skip => "skipped",
         };
         crate::metrics::delivery_outcome(label);
+        if let Outcome::Retry { at } = outcome {
+            self.retry_scheduled(*at);
+        }
         match webhooks::finish(&self.db, claim, &attempt, outcome).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(

@@ -226,10 +226,7 @@ mod tests {
 
     #[test]
     fn filters_name_the_bad_entry() {
-        assert_eq!(
-            EventFilter::parse(&["*".to_owned()]),
-            Ok(EventFilter::All)
-        );
+        assert_eq!(EventFilter::parse(&["*".to_owned()]), Ok(EventFilter::All));
         let names = ["device.connected".to_owned(), "nope".to_owned()];
         assert_eq!(EventFilter::parse(&names).map_err(|e| e.0), Err(1));
         assert!(EventFilter::parse(&[]).is_err());

@@ -15,6 +15,7 @@ use super::error::Error;
 use super::groups::{ChangeResult, Groups, NewGroup, ParticipantView, change_error, read_error};
 use crate::domain::{ContactId, GroupJid};
 use crate::session::SessionError;
+use crate::session::group_events::GroupChange;
 use crate::session::whatsapp::call;
 
 /// A community's linked group.
@@ -237,6 +238,19 @@ impl Groups<'_> {
             .map_err(change_error)?;
             (result.unlinked_jids, result.failed_groups)
         };
+        let linked: Vec<serde_json::Value> = done
+            .iter()
+            .filter_map(GroupJid::from_wa)
+            .map(|g| serde_json::json!(g.jid()))
+            .collect();
+        if !linked.is_empty() {
+            let change = if link { "linked" } else { "unlinked" };
+            self.report(vec![
+                GroupChange::info(community.clone(), change, Vec::new())
+                    .with_field("groups", serde_json::Value::Array(linked)),
+            ])
+            .await;
+        }
         Ok((
             done.iter().map(ToString::to_string).collect(),
             failed
@@ -258,6 +272,13 @@ impl Groups<'_> {
             client.community().deactivate(&jid),
         )
         .await
-        .map_err(change_error)
+        .map_err(change_error)?;
+        self.report(vec![GroupChange::info(
+            community.clone(),
+            "deactivated",
+            Vec::new(),
+        )])
+        .await;
+        Ok(())
     }
 }

@@ -133,7 +133,9 @@ impl Webhooks<'_> {
                 id: &id,
                 timestamp: now.timestamp(),
                 body,
-                timeout: Duration::from_secs(u64::try_from(webhook.timeout_secs.max(1)).unwrap_or(15)),
+                timeout: Duration::from_secs(
+                    u64::try_from(webhook.timeout_secs.max(1)).unwrap_or(15),
+                ),
             })
             .await;
         Ok(TestOutcome {
@@ -152,10 +154,10 @@ impl Webhooks<'_> {
         limit: i64,
         names: Option<Vec<String>>,
     ) -> Result<EventPage, Error> {
-        let after_seq = match after {
-            None => 0,
-            Some(id) => {
-                events::get(self.db, scope, id)
+        let after_seq =
+            match after {
+                None => 0,
+                Some(id) => events::get(self.db, scope, id)
                     .await?
                     .ok_or_else(|| {
                         Error::invalid(
@@ -163,9 +165,8 @@ impl Webhooks<'_> {
                             "no such event for this device (it may be past the retention period)",
                         )
                     })?
-                    .seq
-            }
-        };
+                    .seq,
+            };
         let page = Page {
             after_seq,
             limit,

@@ -17,8 +17,8 @@ use whatsapp_rust::request::{InfoQuery, InfoQueryType};
 use super::outbox::{self, Pending};
 use super::state::SessionError;
 use super::whatsapp::call;
-use crate::domain::{ContactId, DeviceScope, Identity, Lid, PhoneNumber};
 use crate::domain::EventKind;
+use crate::domain::{ContactId, DeviceScope, Identity, Lid, PhoneNumber};
 use crate::store::{StoreError, blocklists, identities};
 
 /// The block list as WhatsApp answers it: its hash and the blocked users.
@@ -195,15 +195,25 @@ struct Change {
 /// identifiers does (an entry listed by LID before and by phone number now is the same user).
 /// With no snapshot there is nothing to compare with: the first read is the baseline, and an
 /// API change is described by its target.
-fn diff(previous: Option<&blocklists::Snapshot>, list: &Blocklist, source: &ChangeSource<'_>) -> Option<Change> {
+fn diff(
+    previous: Option<&blocklists::Snapshot>,
+    list: &Blocklist,
+    source: &ChangeSource<'_>,
+) -> Option<Change> {
     let Some(previous) = previous else {
         return match source {
             ChangeSource::Phone => None,
-            ChangeSource::Api { block: true, target } => Some(Change {
+            ChangeSource::Api {
+                block: true,
+                target,
+            } => Some(Change {
                 added: vec![(*target).clone()],
                 ..Change::default()
             }),
-            ChangeSource::Api { block: false, target } => Some(Change {
+            ChangeSource::Api {
+                block: false,
+                target,
+            } => Some(Change {
                 removed: target
                     .lid
                     .clone()
@@ -368,7 +378,11 @@ impl DeviceBlocklist<'_> {
     /// items carried (through the client, so its own cache learns them too), appends the
     /// `privacy.blocklist` event for what changed since the snapshot (in the snapshot's
     /// transaction), and forgets the cached answer. The only writer of the snapshot.
-    pub async fn save(&self, list: &Blocklist, source: ChangeSource<'_>) -> Result<(), SessionError> {
+    pub async fn save(
+        &self,
+        list: &Blocklist,
+        source: ChangeSource<'_>,
+    ) -> Result<(), SessionError> {
         let pairs: Vec<(String, String)> = list
             .items
             .iter()
@@ -434,8 +448,14 @@ impl DeviceBlocklist<'_> {
         let _turn = self.cache.refreshing.lock().await;
         let list = send_change(self.client, self.timeout, block, lid, phone).await?;
         let target = Identity::new(phone.cloned(), Some(lid.clone()));
-        self.save(&list, ChangeSource::Api { block, target: &target })
-            .await?;
+        self.save(
+            &list,
+            ChangeSource::Api {
+                block,
+                target: &target,
+            },
+        )
+        .await?;
         Ok(list)
     }
 

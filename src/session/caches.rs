@@ -1,5 +1,5 @@
-//! What lives with one device for as long as its session does: its cached block list and the
-//! group members it read recently. Shared by the device's actor and its handles.
+//! What lives with one device for as long as its session does: its cached block list, the
+//! group members it read recently, and the group changes it reported lately. Shared by the device's actor and its handles.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,11 @@ impl GroupMembersCache {
         (at.elapsed() < GROUP_MEMBERS_TTL).then(|| members.clone())
     }
 
+    /// Forgets a group whose members changed.
+    pub fn forget(&self, group: &GroupJid) {
+        self.entries().remove(group);
+    }
+
     pub fn put(&self, group: GroupJid, members: Members) {
         let mut entries = self.entries();
         entries.retain(|_, (at, _)| at.elapsed() < GROUP_MEMBERS_TTL);
@@ -49,4 +54,7 @@ impl GroupMembersCache {
 pub struct DeviceCaches {
     pub blocklist: BlocklistCache,
     pub group_members: GroupMembersCache,
+    /// Group changes the device's own calls reported, so WhatsApp's notification of one is
+    /// not reported again.
+    pub groups_reported: super::group_events::RecentChanges,
 }

@@ -9,7 +9,9 @@ use whatsapp_rust::Client;
 
 use super::blocklist::DeviceBlocklist;
 pub use super::caches::{DeviceCaches, GroupMembersCache, Members};
+use super::group_events::{self, GroupChange};
 use super::handle::DeviceHandle;
+use super::outbox;
 use super::state::SessionError;
 use crate::domain::DeviceScope;
 
@@ -58,6 +60,34 @@ impl DeviceSession {
 
     pub fn caches(&self) -> &DeviceCaches {
         self.handle.caches()
+    }
+
+    /// The device's own account, as events name an actor.
+    pub fn account(&self) -> crate::domain::Identity {
+        let pn = self.client.pn();
+        let lid = self.client.lid();
+        group_events::person(
+            lid.as_ref()
+                .or(pn.as_ref())
+                .unwrap_or(&wacore_binary::Jid::new("", wacore_binary::Server::Pn)),
+            pn.as_ref(),
+        )
+    }
+
+    /// Appends the events of group changes the device's own call made (the device as their
+    /// actor), and remembers them so WhatsApp's notification of the same change is not
+    /// reported twice.
+    pub async fn report_group_changes(&self, db: &PgPool, mut changes: Vec<GroupChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        let actor = self.account();
+        for change in &mut changes {
+            change.actor = Some(actor.clone());
+        }
+        self.caches().groups_reported.reported(&changes);
+        let events: Vec<_> = changes.iter().map(GroupChange::event).collect();
+        outbox::emit(db, &self.scope, &events).await;
     }
 
     /// The device's block list.

@@ -52,7 +52,11 @@ pub(crate) async fn record_event(db: &PgPool, scope: &DeviceScope, event: &Event
 /// Stores names and, in the same transaction, a `contact.pushname` event per user whose push
 /// name is new or changed (one per user, though the name may be stored under its LID and its
 /// phone number both).
-async fn record(db: &PgPool, scope: &DeviceScope, updates: &[NameUpdate]) -> Result<(), StoreError> {
+async fn record(
+    db: &PgPool,
+    scope: &DeviceScope,
+    updates: &[NameUpdate],
+) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     let changes = identities::record_names_in(&mut tx, scope, updates).await?;
     if !changes.is_empty() {

@@ -9,6 +9,7 @@
 //! - [`ownership`]: one live connection per device across every gateway process.
 //! - [`pacing`]: per-device pacing of the WhatsApp calls that get accounts banned when abused.
 //! - [`reconnect`]: reconnects spread over time after WhatsApp drops many sessions at once.
+//! - [`group_events`]: group and community events, from notifications and own calls.
 //! - [`outbox`]: the events the session appends to the device's stream.
 //! - [`state`]: statuses, QR and pairing codes, errors.
 
@@ -17,6 +18,7 @@ pub mod blocklist;
 pub mod caches;
 pub mod deps;
 pub mod device;
+pub mod group_events;
 pub mod handle;
 pub(crate) mod identity;
 pub mod keys;

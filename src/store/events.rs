@@ -79,7 +79,11 @@ pub struct Page {
 }
 
 /// A device's events after a point, oldest first.
-pub async fn list(pool: &PgPool, scope: &DeviceScope, page: &Page) -> Result<Vec<Event>, StoreError> {
+pub async fn list(
+    pool: &PgPool,
+    scope: &DeviceScope,
+    page: &Page,
+) -> Result<Vec<Event>, StoreError> {
     Ok(sqlx::query_as!(
         Event,
         r#"SELECT id AS "id: EventId", event, device_id AS "device_id: DeviceId",

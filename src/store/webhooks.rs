@@ -505,6 +505,8 @@ pub async fn pending(
     let (Some(url), Some(sealed)) = (row.pending_webhook_url, row.pending_webhook_secret) else {
         return Ok(None);
     };
-    let secret = sealer.open(pending_place(user), sealed).map_err(seal_error)?;
+    let secret = sealer
+        .open(pending_place(user), sealed)
+        .map_err(seal_error)?;
     Ok(Some((url, String::from_utf8_lossy(&secret).into_owned())))
 }

@@ -25,6 +25,12 @@ pub fn test_config(db: &TestDatabase) -> ServeArgs {
     config.tenant_rps = 0.0;
     // The same for the per-device WhatsApp pacing (tested in tests/api/contacts.rs).
     config.whatsapp.device_wa_rps = 0.0;
+    // Webhook receivers in tests listen on loopback; the refusal is tested on its own
+    // (tests/api/events.rs).
+    config.events.webhook_allow_private = true;
+    // Retries within a test's time (the contract's schedule is measured in hours).
+    config.events.webhook_retry_schedule =
+        wuts_gateway::config::Schedule(vec![std::time::Duration::from_millis(100)]);
     config
 }
 

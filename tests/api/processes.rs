@@ -46,7 +46,10 @@ impl Process {
             .unwrap_or_else(|e| panic!("wuts starts and is ready: {e}"));
         Self {
             gateway,
-            http: reqwest::Client::new(),
+            http: {
+                wuts_gateway::delivery::send::install_tls_provider();
+                reqwest::Client::new()
+            },
         }
     }
 

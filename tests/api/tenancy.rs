@@ -36,6 +36,10 @@ fn valid_body(method: &str, path: &str, device: &str) -> Option<Value> {
         ("post" | "delete", "/communities/{jid}/groups") => {
             Some(json!({"group_jid": PROBE_GROUP, "device_id": device}))
         }
+        ("post", "/webhook") => Some(json!({
+            "webhook_url": "http://127.0.0.1:9/hook", "enabled_events": ["*"], "device_id": device
+        })),
+        ("post", "/webhook/test") => Some(json!({"device_id": device})),
         _ => None,
     }
 }
@@ -81,6 +85,8 @@ async fn probe_all(app: &TestApp, token: &str, victim_user: &str, victim_device:
             template.replace("{id}", victim_device)
         } else if template.contains("{jid}") {
             template.replace("{jid}", PROBE_GROUP)
+        } else if template.starts_with("/events/") {
+            template.replace("{id}", &format!("evt_{}", "0".repeat(32)))
         } else if template.contains('{') {
             panic!("{method} {template}: add this route's resource to the tenancy probe");
         } else {

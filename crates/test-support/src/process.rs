@@ -230,6 +230,8 @@ impl GatewayProcess {
 
     /// Polls `/readyz` until it answers 2xx; fails at once if the process exits meanwhile.
     async fn wait_ready(&mut self, timeout: Duration) -> Result<(), Error> {
+        // reqwest built with TLS support (as in the gateway's test builds) wants a provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
         let url = self.url("/readyz");
         let deadline = Instant::now() + timeout;

@@ -96,7 +96,8 @@ impl ConfigureWebhook {
         let mut invalid = Vec::new();
         if let Err(err) = crate::delivery::address::parse_url(&self.webhook_url) {
             invalid.push(
-                FieldError::new("webhook_url", err.to_string()).with_value(self.webhook_url.clone()),
+                FieldError::new("webhook_url", err.to_string())
+                    .with_value(self.webhook_url.clone()),
             );
         }
         let events = match EventFilter::parse(&self.enabled_events) {
@@ -115,7 +116,9 @@ impl ConfigureWebhook {
                 None
             }
         };
-        let retry_attempts = self.retry_attempts.unwrap_or(i64::from(DEFAULT_RETRY_ATTEMPTS));
+        let retry_attempts = self
+            .retry_attempts
+            .unwrap_or(i64::from(DEFAULT_RETRY_ATTEMPTS));
         if !(0..=15).contains(&retry_attempts) {
             invalid.push(
                 FieldError::new("retry_attempts", "must be 0 to 15").with_value(retry_attempts),
@@ -246,7 +249,8 @@ pub async fn catalogue(_caller: AuthUser) -> Success<Catalogue> {
 
 #[derive(Deserialize)]
 pub struct PendingWebhook {
-    webhook_url: Option<String>,
+    /// Required; `null` clears the saved URL.
+    webhook_url: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -270,10 +274,17 @@ pub async fn set_pending(
     State(state): State<AppState>,
     Json(body): Json<PendingWebhook>,
 ) -> Result<Success<PendingSaved>, ApiError> {
-    let url = body
-        .webhook_url
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| u.trim().to_owned());
+    let url = match body.webhook_url {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(url) if url.trim().is_empty() => None,
+        serde_json::Value::String(url) => Some(url.trim().to_owned()),
+        _ => {
+            return Err(ApiError::field(
+                "webhook_url",
+                "must be a URL, or null to clear it",
+            ));
+        }
+    };
     if let Some(url) = &url
         && let Err(err) = crate::delivery::address::parse_url(url)
     {
@@ -398,7 +409,9 @@ pub async fn events(
     Query(query): Query<EventsQuery>,
 ) -> Result<Success<EventList>, ApiError> {
     let mut invalid = Vec::new();
-    let limit = limit(query.limit).map_err(|e| invalid.push(e)).unwrap_or(100);
+    let limit = limit(query.limit)
+        .map_err(|e| invalid.push(e))
+        .unwrap_or(100);
     let after = match query.after.as_deref().filter(|a| !a.is_empty()) {
         None => None,
         Some(raw) => match EventId::parse(raw) {
@@ -420,8 +433,11 @@ pub async fn events(
                 match EventKind::parse(name) {
                     Some(kind) => names.push(kind.name().to_owned()),
                     None => invalid.push(
-                        FieldError::new("event", "not an event name (GET /webhook/events lists them)")
-                            .with_value(name),
+                        FieldError::new(
+                            "event",
+                            "not an event name (GET /webhook/events lists them)",
+                        )
+                        .with_value(name),
                     ),
                 }
             }
@@ -479,7 +495,9 @@ pub async fn deliveries(
     Query(query): Query<DeliveriesQuery>,
 ) -> Result<Success<AttemptList>, ApiError> {
     let mut invalid = Vec::new();
-    let limit = limit(query.limit).map_err(|e| invalid.push(e)).unwrap_or(100);
+    let limit = limit(query.limit)
+        .map_err(|e| invalid.push(e))
+        .unwrap_or(100);
     let status = query.status.filter(|s| !s.is_empty());
     if let Some(status) = &status
         && !matches!(status.as_str(), "pending" | "delivered" | "failed")

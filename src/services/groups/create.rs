@@ -11,6 +11,7 @@ use super::{
 };
 use crate::domain::GroupJid;
 use crate::services::error::Error;
+use crate::session::group_events::{ChangeKind, GroupChange};
 use crate::session::whatsapp::call;
 
 impl Groups<'_> {
@@ -161,6 +162,18 @@ impl Groups<'_> {
                 }
             })
             .collect();
+        if let Some(group) = GroupJid::from_wire(&view.jid) {
+            self.report(vec![GroupChange {
+                group,
+                actor: None,
+                kind: ChangeKind::Joined {
+                    name: Some(view.name.clone()),
+                    is_community: new.community,
+                    parent: view.parent_jid.clone(),
+                },
+            }])
+            .await;
+        }
         Ok((view, results))
     }
 }

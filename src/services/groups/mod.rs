@@ -23,6 +23,7 @@ use super::contacts::{Contacts, Resolution, UnresolvedReason, member_identity};
 use super::error::{Error, GroupAccess, group_failure};
 use crate::domain::{ContactId, GroupJid, Identity, Lid};
 use crate::session::SessionError;
+use crate::session::group_events::{ChangeKind, GroupChange};
 use crate::session::whatsapp::call;
 use crate::store::identities;
 
@@ -344,11 +345,17 @@ impl Groups<'_> {
         let jid = group.to_wa();
         let groups = client.groups();
         let timeout = self.timeout();
+        let mut reported = Vec::new();
+        let mut settings = serde_json::Map::new();
         if let Some(name) = &changes.name {
             let subject = GroupSubject::new(name).map_err(|e| Error::invalid("name", e))?;
             call("group_settings", timeout, groups.set_subject(&jid, subject))
                 .await
                 .map_err(change_error)?;
+            reported.push(
+                GroupChange::info(group.clone(), "name", Vec::new())
+                    .with_field("name", serde_json::json!(name)),
+            );
         }
         if let Some(topic) = &changes.topic {
             let description = if topic.is_empty() {
@@ -363,6 +370,10 @@ impl Groups<'_> {
             )
             .await
             .map_err(change_error)?;
+            reported.push(
+                GroupChange::info(group.clone(), "description", Vec::new())
+                    .with_field("description", serde_json::json!(topic)),
+            );
         }
         if let Some(announce) = changes.announce {
             call(
@@ -372,11 +383,13 @@ impl Groups<'_> {
             )
             .await
             .map_err(change_error)?;
+            settings.insert("announcement".to_owned(), serde_json::json!(announce));
         }
         if let Some(locked) = changes.locked {
             call("group_settings", timeout, groups.set_locked(&jid, locked))
                 .await
                 .map_err(change_error)?;
+            settings.insert("locked".to_owned(), serde_json::json!(locked));
         }
         if let Some(approval) = changes.join_approval {
             let mode = if approval {
@@ -391,6 +404,10 @@ impl Groups<'_> {
             )
             .await
             .map_err(change_error)?;
+            settings.insert(
+                "membership_approval".to_owned(),
+                serde_json::json!(approval),
+            );
         }
         if let Some(mode) = changes.member_add_mode {
             call(
@@ -400,12 +417,46 @@ impl Groups<'_> {
             )
             .await
             .map_err(change_error)?;
+            settings.insert(
+                "member_add_mode".to_owned(),
+                serde_json::json!(format!("{mode:?}").to_lowercase()),
+            );
         }
+        // One event per setting WhatsApp notifies on its own (a notification per change).
+        for (name, value) in settings {
+            let mut one = serde_json::Map::new();
+            one.insert(name, value);
+            reported.push(
+                GroupChange::info(group.clone(), "settings", Vec::new())
+                    .with_field("settings", serde_json::Value::Object(one)),
+            );
+        }
+        self.report(reported).await;
         self.get(group).await
+    }
+
+    /// Appends the events of changes this device just made (and remembers them, so that
+    /// WhatsApp's notification of the same change is not reported again).
+    pub(crate) async fn report(&self, changes: Vec<GroupChange>) {
+        self.contacts
+            .session
+            .report_group_changes(self.contacts.db, changes)
+            .await;
     }
 
     /// Leaves a group, or a community with every group linked to it.
     pub async fn leave(&self, group: &GroupJid, community: bool) -> Result<(), Error> {
+        self.leave_on_whatsapp(group, community).await?;
+        self.report(vec![GroupChange {
+            group: group.clone(),
+            actor: None,
+            kind: ChangeKind::Left,
+        }])
+        .await;
+        Ok(())
+    }
+
+    async fn leave_on_whatsapp(&self, group: &GroupJid, community: bool) -> Result<(), Error> {
         let client = self.client();
         if !community {
             let jid = group.to_wa();

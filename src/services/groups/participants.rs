@@ -7,6 +7,7 @@ use super::{Action, ChangeResult, ChangeStatus, Groups, change_error, dedup};
 use crate::domain::{ContactId, GroupJid, Identity, PhoneNumber};
 use crate::services::contacts::member_identity;
 use crate::services::error::Error;
+use crate::session::group_events::GroupChange;
 use crate::session::whatsapp::call;
 
 fn change_status(action: Action, code: u16) -> ChangeStatus {
@@ -60,7 +61,7 @@ impl Groups<'_> {
             .map(|a| member_identity(&a.jid, None, a.phone_number.as_ref()))
             .collect();
         self.contacts.learn(&learned).await;
-        Ok(targets
+        let results: Vec<ChangeResult> = targets
             .iter()
             .map(|t| {
                 let Some(sent) = &t.send else {
@@ -98,6 +99,30 @@ impl Groups<'_> {
                     code,
                 }
             })
-            .collect())
+            .collect();
+        let changed: Vec<Identity> = results
+            .iter()
+            .filter(|r| r.status == ChangeStatus::Ok)
+            .map(|r| {
+                let id = ContactId::from_wire(&r.jid);
+                let phone = r
+                    .phone_number
+                    .as_deref()
+                    .and_then(|p| PhoneNumber::from_digits(p).ok());
+                let lid = id.as_ref().and_then(|c| c.lid().cloned());
+                Identity::new(phone.or_else(|| id.and_then(|c| c.phone().cloned())), lid)
+            })
+            .collect();
+        if !changed.is_empty() {
+            let change = match action {
+                Action::Add => "participants_added",
+                Action::Remove => "participants_removed",
+                Action::Promote => "promoted",
+                Action::Demote => "demoted",
+            };
+            self.report(vec![GroupChange::info(group.clone(), change, changed)])
+                .await;
+        }
+        Ok(results)
     }
 }

@@ -12,8 +12,9 @@ use whatsapp_rust::bot::BotHandle;
 use whatsapp_rust::types::events::{Event, EventKind as ClientEvent};
 
 use super::{BAN_RETRY_MARGIN, DeviceActor, MAX_BAN_WAIT, PAIR_CODE_TTL_SECS};
-use crate::session::blocklist::{self, DeviceBlocklist};
 use crate::domain::EventKind;
+use crate::session::blocklist::{self, DeviceBlocklist};
+use crate::session::group_events::{self, ChangeKind, GroupChange};
 use crate::session::identity;
 use crate::session::outbox::{self, Pending};
 use crate::session::state::{PairingCode, PairingQr, SessionStatus};
@@ -35,6 +36,7 @@ pub(super) const EVENTS: &[ClientEvent] = &[
     ClientEvent::PushNameUpdate,
     ClientEvent::ContactUpdate,
     ClientEvent::BusinessStatusUpdate,
+    ClientEvent::GroupUpdate,
     ClientEvent::RawNode,
 ];
 
@@ -125,7 +127,10 @@ impl DeviceActor {
                 crate::metrics::pairing_outcome("error");
                 self.stop_client().await;
                 let reason = format!("pairing failed: {}", err.error);
-                let failed = [Pending::new(EventKind::PairError, json!({"reason": reason}))];
+                let failed = [Pending::new(
+                    EventKind::PairError,
+                    json!({"reason": reason}),
+                )];
                 self.transition(SessionStatus::Unpaired, |r| r.error = Some(reason), &failed)
                     .await;
             }
@@ -134,7 +139,10 @@ impl DeviceActor {
                 self.stop_client().await;
                 self.state.send_modify(|s| s.qr = None);
                 let reason = "no QR code was scanned in time";
-                let failed = [Pending::new(EventKind::PairError, json!({"reason": reason}))];
+                let failed = [Pending::new(
+                    EventKind::PairError,
+                    json!({"reason": reason}),
+                )];
                 self.transition(
                     SessionStatus::Unpaired,
                     |r| r.error = Some(reason.to_owned()),
@@ -298,14 +306,19 @@ impl DeviceActor {
                     )];
                     events.extend(self.closed_event("login_refused"));
                     self.stop_client().await;
-                    self.transition(SessionStatus::Disconnected, |r| r.error = Some(reason), &events)
-                        .await;
+                    self.transition(
+                        SessionStatus::Disconnected,
+                        |r| r.error = Some(reason),
+                        &events,
+                    )
+                    .await;
                 }
             }
             Event::PushNameUpdate(_) | Event::ContactUpdate(_) | Event::BusinessStatusUpdate(_) => {
                 identity::record_event(&self.deps.db, &self.scope, event).await;
                 self.contacts_changed();
             }
+            Event::GroupUpdate(update) => self.on_group_update(update),
             Event::RawNode(node) if node.get().tag.as_ref() == "message" => {
                 let client = self.bot.as_ref().map(BotHandle::client);
                 identity::record_message_sender(
@@ -328,6 +341,66 @@ impl DeviceActor {
             }
             _ => {}
         }
+    }
+
+    /// A change WhatsApp notified: its events, unless the device's own call already reported
+    /// it. A group the device joined is described from its metadata (read off the loop).
+    fn on_group_update(&self, update: &whatsapp_rust::types::events::GroupUpdate) {
+        let (own, client) = {
+            let state = self.state.borrow();
+            let own = group_events::person(
+                &state
+                    .lid
+                    .as_deref()
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or_else(|| wacore_binary::Jid::new("", wacore_binary::Server::Lid)),
+                state.jid.as_deref().and_then(|j| j.parse().ok()).as_ref(),
+            );
+            (own, self.bot.as_ref().map(BotHandle::client))
+        };
+        let changes: Vec<GroupChange> = group_events::from_notification(update, &own)
+            .into_iter()
+            .filter(|change| !self.caches.groups_reported.already_reported(change))
+            .collect();
+        if changes.is_empty() {
+            return;
+        }
+        // A change to the members drops what the device remembered of them.
+        if let Some(group) = changes.first().map(|c| c.group.clone()) {
+            self.caches.group_members.forget(&group);
+        }
+        let db = self.deps.db.clone();
+        let scope = self.scope;
+        let timeout = self.deps.config.wa_timeout;
+        tokio::spawn(
+            async move {
+                let mut events = Vec::with_capacity(changes.len());
+                for mut change in changes {
+                    if let (
+                        ChangeKind::Joined {
+                            name,
+                            is_community,
+                            parent,
+                        },
+                        Some(client),
+                    ) = (&mut change.kind, client.as_ref())
+                        && name.is_none()
+                        && let Ok(Ok(meta)) = tokio::time::timeout(
+                            timeout,
+                            client.groups().get_metadata(&change.group.to_wa()),
+                        )
+                        .await
+                    {
+                        *name = Some(meta.subject.clone());
+                        *is_community = meta.is_parent_group;
+                        *parent = meta.parent_group_jid.as_ref().map(|j| j.to_string());
+                    }
+                    events.push(change.event());
+                }
+                outbox::emit(&db, &scope, &events).await;
+            }
+            .in_current_span(),
+        );
     }
 
     /// Tells read-side caches that the device's contacts changed.

@@ -228,6 +228,9 @@ pub struct ControlError {
 
 impl ControlClient {
     pub fn new(control_url: &str) -> Self {
+        // Built with TLS support (as in the gateway's test builds), reqwest wants a process-wide
+        // provider; this client only speaks plain HTTP to wa-sim.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             base: control_url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
