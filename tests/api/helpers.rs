@@ -50,6 +50,8 @@ pub struct TestApp {
     pub router: Router,
     pub db: TestDatabase,
     pub sessions: std::sync::Arc<wuts_gateway::session::SessionPool>,
+    /// The gateway's webhook workers.
+    pub deliveries: std::sync::Arc<wuts_gateway::delivery::Deliverer>,
     pub config: ServeArgs,
 }
 
@@ -214,6 +216,7 @@ impl TestApp {
         Self {
             router: gateway.router,
             sessions: gateway.sessions,
+            deliveries: gateway.deliveries,
             db,
             config,
         }
@@ -249,8 +252,12 @@ impl TestApp {
         let gateway = wuts_gateway::startup::build(self.db.pool.clone(), &self.config)
             .await
             .expect("gateway builds");
+        self.deliveries
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
         self.router = gateway.router;
         self.sessions = gateway.sessions;
+        self.deliveries = gateway.deliveries;
         self.sessions.restore().await;
     }
 

@@ -753,3 +753,74 @@ fn collect_keys(value: &Value, keys: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// SIGKILL with events queued and one delivery in flight: the next process delivers every
+/// event, in order (the one in flight again, once its lease has run out), none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_deliveries_pending_loses_no_event() {
+    let receiver = crate::receiver::Receiver::start().await;
+    let app = TestApp::spawn().await;
+    // Only the processes below deliver.
+    app.deliveries.shutdown(Duration::from_secs(5)).await;
+    let tenant = app.register("kill-events").await;
+    let token = tenant.admin_token.clone();
+    let device = app.create_device(&token, "d").await;
+    app.post("/webhook")
+        .token(&token)
+        .json(
+            serde_json::json!({"device_id": device, "webhook_url": receiver.url(),
+                                 "enabled_events": ["*"], "timeout": 2}),
+        )
+        .send()
+        .await
+        .assert_status(200);
+    // The first attempt hangs: it is in flight when the process dies.
+    receiver.queue([crate::receiver::Reply {
+        status: 200,
+        delay: Duration::from_secs(60),
+        retry_after: None,
+    }]);
+    let env = [
+        ("WUTS_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("WUTS_WEBHOOK_RETRY_SCHEDULE", "100ms"),
+    ];
+    let first = Process::start_with(&app.db.url(), "ws://127.0.0.1:9/ws", &env).await;
+    const EVENTS: i64 = 20;
+    for n in 1..=EVENTS {
+        sqlx::query(
+            "SELECT wuts_append_event($1::uuid, $2::uuid, gen_random_uuid(), 'webhook.test', \
+             jsonb_build_object('n', $3::bigint))",
+        )
+        .bind(&tenant.id)
+        .bind(&device)
+        .bind(n)
+        .execute(&app.db.pool)
+        .await
+        .expect("event appended");
+    }
+    receiver
+        .wait_for(Duration::from_secs(15), |r| !r.is_empty())
+        .await;
+    first.kill();
+    assert_eq!(receiver.received().len(), 1, "one delivery was in flight");
+
+    let _second = Process::start_with(&app.db.url(), "ws://127.0.0.1:9/ws", &env).await;
+    let got = receiver
+        .wait_for(Duration::from_secs(60), |r| {
+            r.iter().filter(|r| r.status == 200).count() > EVENTS as usize
+        })
+        .await;
+    let mut seqs: Vec<i64> = got
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.json()["seq"].as_i64().expect("seq"))
+        .collect();
+    assert_eq!(seqs[0], 1);
+    assert_eq!(seqs[1], 1, "the event in flight is delivered again, first");
+    seqs.dedup();
+    assert_eq!(
+        seqs,
+        (1..=EVENTS).collect::<Vec<_>>(),
+        "every event, in order"
+    );
+}
