@@ -13,6 +13,8 @@
 // where a plain `mod` would look for its children elsewhere.
 #[path = "bare.rs"]
 mod bare;
+#[path = "events.rs"]
+mod events;
 #[path = "gateway.rs"]
 mod gateway;
 #[path = "phases.rs"]
@@ -106,6 +108,12 @@ struct Report {
     block: BlockFigures,
     #[serde(flatten)]
     block_wan: BlockWanFigures,
+    #[serde(flatten)]
+    events: events::EventFigures,
+    /// Block p50 once the device has a webhook (its event is written and delivered).
+    block_with_webhook_p50_ms: f64,
+    /// `block_with_webhook_p50_ms` over `block_p50_ms`, in the same run.
+    block_webhook_ratio: f64,
     #[serde(flatten)]
     restore: RestoreFigures,
     #[serde(flatten)]
@@ -249,6 +257,21 @@ async fn measure(
     }
     .run(&api, &control)
     .await?;
+    // Every device's events, then the block again with the device's webhook in place.
+    let events = events::Events {
+        devices: &devices,
+        target_jid: target.jid,
+        rounds: 2,
+        concurrency: config.concurrency.max(config.pair_concurrency),
+    }
+    .run(&api, &control)
+    .await?;
+    let block_with_webhook = Block {
+        target: &target,
+        rounds: (config.samples / 4).max(5),
+    }
+    .run(&api)
+    .await?;
     let _ = tokio::time::timeout(Duration::from_secs(10), bot.shutdown()).await;
 
     let (restore, restored) = Restore {
@@ -275,8 +298,14 @@ async fn measure(
         tenants,
         resolve,
         floor,
+        block_with_webhook_p50_ms: block_with_webhook.block_p50_ms,
+        block_webhook_ratio: stats::round(
+            stats::ratio(block_with_webhook.block_p50_ms, block.block_p50_ms),
+            3,
+        ),
         block,
         block_wan,
+        events,
         restore,
         outage,
     })

@@ -1,0 +1,134 @@
+//! Events: from a change WhatsApp notifies (a block made on each device's phone, through
+//! wa-sim's control API) to a webhook receiver's 2xx, for every device at once; and what the
+//! outbox adds to a block made through the API.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use axum::body::Bytes;
+use axum::extract::State;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+use wa_sim::ControlClient;
+
+use super::gateway::Api;
+use super::stats::{percentile, round, sorted};
+
+/// Arrivals per device, with a wake-up for the waiting senders.
+#[derive(Default)]
+struct Arrivals {
+    by_device: Mutex<HashMap<String, Vec<Instant>>>,
+    arrived: tokio::sync::Notify,
+}
+
+async fn receive(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> &'static str {
+    let now = Instant::now();
+    if let Ok(event) = serde_json::from_slice::<Value>(&body)
+        && let Some(device) = event["device_id"].as_str()
+    {
+        arrivals
+            .by_device
+            .lock()
+            .map(|mut m| m.entry(device.to_owned()).or_default().push(now))
+            .ok();
+        arrivals.arrived.notify_waiters();
+    }
+    "ok"
+}
+
+pub struct Events<'a> {
+    pub devices: &'a [(String, String)],
+    /// The account each phone blocks and unblocks.
+    pub target_jid: &'a str,
+    /// Block-then-unblock rounds per device (two events each).
+    pub rounds: usize,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventFigures {
+    pub events_delivered: usize,
+    pub events_per_second: f64,
+    pub event_latency_p50_ms: f64,
+    pub event_latency_p99_ms: f64,
+}
+
+impl Events<'_> {
+    /// Gives every device a webhook to a receiver on loopback, then changes every phone's block
+    /// list `rounds` times each way, waiting for each change's event before the next.
+    pub async fn run(self, api: &Api, control: &ControlClient) -> Result<EventFigures> {
+        let arrivals = Arc::new(Arrivals::default());
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state(arrivals.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        for (device, _) in self.devices {
+            api.send(
+                reqwest::Method::POST,
+                "/webhook",
+                Some(json!({"device_id": device, "webhook_url": url,
+                            "enabled_events": ["privacy.blocklist"], "retry_attempts": 0})),
+            )
+            .await?;
+        }
+        let started = Instant::now();
+        let latencies: Vec<Result<Vec<f64>>> = futures::stream::iter(self.devices)
+            .map(|(device, phone)| {
+                let arrivals = arrivals.clone();
+                async move {
+                    let mut latencies = Vec::with_capacity(self.rounds * 2);
+                    for round in 0..self.rounds * 2 {
+                        let action = if round % 2 == 0 { "block" } else { "unblock" };
+                        let sent = Instant::now();
+                        control
+                            .change_blocklist(phone, action, self.target_jid)
+                            .await
+                            .map_err(|e| anyhow!("{phone} {action}: {e:?}"))?;
+                        let arrived = wait_for(&arrivals, device, round + 1).await?;
+                        latencies.push((arrived - sent).as_secs_f64() * 1000.0);
+                    }
+                    Ok(latencies)
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        server.abort();
+        let mut all = Vec::new();
+        for latencies in latencies {
+            all.extend(latencies?);
+        }
+        let all = sorted(all);
+        Ok(EventFigures {
+            events_delivered: all.len(),
+            events_per_second: round(all.len() as f64 / elapsed.max(1e-9), 1),
+            event_latency_p50_ms: round(percentile(&all, 50.0), 2),
+            event_latency_p99_ms: round(percentile(&all, 99.0), 2),
+        })
+    }
+}
+
+/// When the device's `count`-th event arrived (at most 30 s after it was due).
+async fn wait_for(arrivals: &Arrivals, device: &str, count: usize) -> Result<Instant> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let notified = arrivals.arrived.notified();
+        let at = arrivals
+            .by_device
+            .lock()
+            .ok()
+            .and_then(|m| m.get(device).and_then(|v| v.get(count - 1).copied()));
+        if let Some(at) = at {
+            return Ok(at);
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return Err(anyhow!("device {device}: event {count} never arrived"));
+        }
+    }
+}
