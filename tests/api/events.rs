@@ -614,6 +614,25 @@ async fn whatsapp_changes_become_signed_events_even_while_the_gateway_was_down()
     assert_eq!(data["added"][0]["lid_jid"], bea.lid_jid.as_str());
     assert_eq!(data["removed"], json!([]));
 
+    // A message from Caio shows his push name: a contact.pushname event, with his number.
+    sim.control()
+        .send_message(&phone, &caio.phone)
+        .await
+        .expect("caio writes");
+    let got = receiver
+        .wait_for(Duration::from_secs(10), |r| {
+            r.iter().any(|r| r.json()["event"] == "contact.pushname")
+        })
+        .await;
+    let named: Vec<Value> = got
+        .iter()
+        .map(|r| r.json())
+        .filter(|e| e["event"] == "contact.pushname")
+        .collect();
+    assert_eq!(named.len(), 1, "one event per user: {named:?}");
+    assert_eq!(named[0]["data"]["push_name"], "Caio");
+    assert_eq!(named[0]["data"]["phone_number"], caio.phone.as_str());
+
     // The secret rotates: the old one keeps signing alongside the new one for a while.
     let rotated = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX";
     configure(
