@@ -155,3 +155,18 @@ $$;
 
 CREATE TRIGGER wa_lid_mappings_events AFTER INSERT OR UPDATE OF pn ON wa_lid_mappings
 FOR EACH ROW EXECUTE FUNCTION wuts_lid_learned();
+
+-- What the device last knew of each group it is in, to report what changed while it was not
+-- connected (a restart, a crash, a drop): compared with WhatsApp's participating groups at
+-- every connect. `group_syncs` marks a device whose groups were read once (the baseline).
+CREATE TABLE group_snapshots (
+    device_id   uuid NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    group_jid   text NOT NULL,
+    state       jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, group_jid)
+);
+CREATE TABLE group_syncs (
+    device_id   uuid PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    synced_at   timestamptz NOT NULL DEFAULT now()
+);

@@ -88,6 +88,11 @@ impl DeviceSession {
         self.caches().groups_reported.reported(&changes);
         let events: Vec<_> = changes.iter().map(GroupChange::event).collect();
         outbox::emit(db, &self.scope, &events).await;
+        let (db, scope, client, timeout) =
+            (db.clone(), self.scope, self.client.clone(), self.timeout());
+        tokio::spawn(async move {
+            super::group_sync::refresh(&db, &scope, &client, timeout, &changes).await;
+        });
     }
 
     /// The device's block list.

@@ -10,6 +10,7 @@
 //! - [`pacing`]: per-device pacing of the WhatsApp calls that get accounts banned when abused.
 //! - [`reconnect`]: reconnects spread over time after WhatsApp drops many sessions at once.
 //! - [`group_events`]: group and community events, from notifications and own calls.
+//! - [`group_sync`]: the groups' changes made while the device was away, found at connect.
 //! - [`outbox`]: the events the session appends to the device's stream.
 //! - [`state`]: statuses, QR and pairing codes, errors.
 
@@ -19,6 +20,7 @@ pub mod caches;
 pub mod deps;
 pub mod device;
 pub mod group_events;
+pub mod group_sync;
 pub mod handle;
 pub(crate) mod identity;
 pub mod keys;

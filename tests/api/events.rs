@@ -768,7 +768,7 @@ async fn group_changes_by_anyone_are_events_reported_once() {
     let sim = WaSim::start().await.expect("wa-sim");
     let (phone, bea, caio) = world(&sim).await;
     let receiver = Receiver::start().await;
-    let app = TestApp::spawn_with_sim(&sim).await;
+    let mut app = TestApp::spawn_with_sim(&sim).await;
     let tenant = app.register("group-events").await;
     let token = tenant.admin_token.clone();
     let device = app.create_device(&token, "d").await;
@@ -855,6 +855,71 @@ async fn group_changes_by_anyone_are_events_reported_once() {
         .send()
         .await
         .assert_status(200);
+    // While the gateway is down, Bea renames the community and removes Caio: the changes are
+    // reported when the device connects again (with no actor: who made them is not known).
+    let stored_name = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT state->>'name' FROM group_snapshots WHERE group_jid = $1",
+        )
+        .bind(&community.jid)
+        .fetch_optional(&app.db.pool)
+        .await
+        .expect("snapshot")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored_name().await.as_deref() != Some("Neighbours 2") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rename was not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.sessions.shutdown(Duration::from_secs(10)).await;
+    sim.control()
+        .group_action(
+            &community.jid,
+            &wa_sim::GroupAction {
+                actor_phone: bea.phone.clone(),
+                action: "subject".to_owned(),
+                subject: Some("Renamed while away".to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("bea renames");
+    sim.control()
+        .group_action(&community.jid, &act("remove", &caio.phone))
+        .await
+        .expect("bea removes caio");
+    app.restart().await;
+    let got = receiver
+        .wait_for(Duration::from_secs(20), |r| {
+            let events = group_events(r);
+            events
+                .iter()
+                .any(|e| e["data"]["change"] == "participants_removed")
+                && events
+                    .iter()
+                    .any(|e| e["data"]["name"] == "Renamed while away")
+        })
+        .await;
+    let events = group_events(&got);
+    let away = events
+        .iter()
+        .find(|e| e["data"]["change"] == "participants_removed")
+        .expect("removed while away");
+    assert_eq!(
+        away["data"]["participants"][0]["phone_number"],
+        caio.phone.as_str()
+    );
+    assert!(away["data"].get("actor").is_none());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["data"]["change"] == "name" && e["data"]["name"] == "Renamed while away"),
+        "{events:?}"
+    );
+
     // Bea removes the device's account.
     sim.control()
         .group_action(&community.jid, &act("remove", &phone))
@@ -868,7 +933,7 @@ async fn group_changes_by_anyone_are_events_reported_once() {
     let events = group_events(&got);
     let renamed: Vec<&Value> = events
         .iter()
-        .filter(|e| e["data"]["change"] == "name")
+        .filter(|e| e["data"]["change"] == "name" && e["data"]["name"] == "Neighbours 2")
         .collect();
     assert_eq!(renamed.len(), 1, "reported once: {renamed:?}");
     assert_eq!(renamed[0]["data"]["name"], "Neighbours 2");

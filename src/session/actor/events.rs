@@ -15,6 +15,7 @@ use super::{BAN_RETRY_MARGIN, DeviceActor, MAX_BAN_WAIT, PAIR_CODE_TTL_SECS};
 use crate::domain::EventKind;
 use crate::session::blocklist::{self, DeviceBlocklist};
 use crate::session::group_events::{self, ChangeKind, GroupChange};
+use crate::session::group_sync;
 use crate::session::identity;
 use crate::session::outbox::{self, Pending};
 use crate::session::state::{PairingCode, PairingQr, SessionStatus};
@@ -183,8 +184,10 @@ impl DeviceActor {
                     &connected,
                 )
                 .await;
-                // Changes made while the device was away are not notified: read the list.
-                self.refresh_blocklist(client);
+                // Changes made while the device was away are not notified: read the list, and
+                // compare the groups with what was stored.
+                self.refresh_blocklist(client.clone());
+                self.reconcile_groups(client);
             }
             Event::Disconnected(_) => {
                 crate::metrics::connection_event("disconnected");
@@ -375,6 +378,7 @@ impl DeviceActor {
         tokio::spawn(
             async move {
                 let mut events = Vec::with_capacity(changes.len());
+                let mut reported = Vec::with_capacity(changes.len());
                 for mut change in changes {
                     if let (
                         ChangeKind::Joined {
@@ -396,8 +400,29 @@ impl DeviceActor {
                         *parent = meta.parent_group_jid.as_ref().map(|j| j.to_string());
                     }
                     events.push(change.event());
+                    reported.push(change);
                 }
                 outbox::emit(&db, &scope, &events).await;
+                if let Some(client) = client.as_ref() {
+                    group_sync::refresh(&db, &scope, client, timeout, &reported).await;
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Reports the group changes made while the device was away, off the actor's loop.
+    fn reconcile_groups(&self, client: Arc<Client>) {
+        let db = self.deps.db.clone();
+        let scope = self.scope;
+        let timeout = self.deps.config.wa_timeout;
+        tokio::spawn(
+            async move {
+                match group_sync::reconcile(&db, &scope, &client, timeout).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "group changes made while away reported"),
+                    Err(err) => tracing::warn!(error = %err, "groups not reconciled"),
+                }
             }
             .in_current_span(),
         );
