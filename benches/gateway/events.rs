@@ -72,7 +72,7 @@ impl Events<'_> {
                 reqwest::Method::POST,
                 "/webhook",
                 Some(json!({"device_id": device, "webhook_url": url,
-                            "enabled_events": ["privacy.blocklist"], "retry_attempts": 0})),
+                            "enabled_events": ["privacy.blocklist"]})),
             )
             .await?;
         }

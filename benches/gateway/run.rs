@@ -57,6 +57,9 @@ pub struct Config {
     /// A WAN round trip added to wa-sim's block-list answers for the second block comparison,
     /// in milliseconds (`BENCH_WAN_MS`).
     pub wan_ms: u64,
+    /// Devices whose phones change their block lists at once in the events phase
+    /// (`BENCH_EVENT_CONCURRENCY`).
+    pub event_concurrency: usize,
     /// A PostgreSQL URL whose server hosts the fresh benchmark database (`DATABASE_URL`).
     pub database_url: String,
     /// The gateway binary.
@@ -79,6 +82,7 @@ impl Config {
             pair_concurrency: env_or("BENCH_PAIR_CONCURRENCY", 32usize).max(1),
             samples: env_or("BENCH_SAMPLES", 200usize).max(5),
             wan_ms: env_or("BENCH_WAN_MS", 30u64),
+            event_concurrency: env_or("BENCH_EVENT_CONCURRENCY", 32usize).max(1),
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/wuts".to_owned()),
             wuts,
@@ -262,7 +266,7 @@ async fn measure(
         devices: &devices,
         target_jid: target.jid,
         rounds: 2,
-        concurrency: config.concurrency.max(config.pair_concurrency),
+        concurrency: config.event_concurrency,
     }
     .run(&api, &control)
     .await?;

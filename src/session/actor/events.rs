@@ -3,6 +3,7 @@
 //! into the identity store and the block list.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::json;
@@ -19,6 +20,10 @@ use crate::session::group_sync;
 use crate::session::identity;
 use crate::session::outbox::{self, Pending};
 use crate::session::state::{PairingCode, PairingQr, SessionStatus};
+
+/// Reads of the block list after a notification before giving up until the next connect (with
+/// waits of 1, 2, 4 and 8 s between them).
+const REFRESH_ATTEMPTS: u32 = 5;
 
 /// Lifecycle events the actor listens to. Everything else the client emits is not its concern.
 pub(super) const EVENTS: &[ClientEvent] = &[
@@ -450,10 +455,25 @@ impl DeviceActor {
                     client: &client,
                     timeout,
                 };
-                match list.refresh().await {
-                    Ok(true) => state.send_modify(|s| s.contacts_version += 1),
-                    Ok(false) => {}
-                    Err(err) => tracing::debug!(error = %err, "block list not read"),
+                // A read that fails (WhatsApp slow or the link busy) is tried again: until it
+                // succeeds, a change made on the phone would not be reported.
+                let mut wait = Duration::from_secs(1);
+                for attempt in 1..=REFRESH_ATTEMPTS {
+                    match list.refresh().await {
+                        Ok(true) => {
+                            state.send_modify(|s| s.contacts_version += 1);
+                            return;
+                        }
+                        Ok(false) => return,
+                        Err(err) if attempt == REFRESH_ATTEMPTS => {
+                            tracing::warn!(error = %err, "block list not read; the next connect reads it");
+                        }
+                        Err(err) => {
+                            tracing::debug!(error = %err, "block list not read; trying again");
+                            tokio::time::sleep(wait).await;
+                            wait *= 2;
+                        }
+                    }
                 }
             }
             .in_current_span(),
