@@ -23,6 +23,19 @@ pub struct DeviceQuery {
     pub device_id: Option<DeviceId>,
 }
 
+/// `{"device_id": ...}`, the optional body of routes that need nothing else (connect,
+/// disconnect, logout, webhook test).
+#[derive(Debug, Default, Deserialize)]
+pub struct DeviceBody {
+    #[serde(default)]
+    pub device_id: Option<DeviceId>,
+}
+
+/// The device named in the optional body, else in the query.
+pub fn requested(body: Option<DeviceBody>, query: DeviceQuery) -> Option<DeviceId> {
+    body.and_then(|b| b.device_id).or(query.device_id)
+}
+
 /// The device the caller named, or its only one.
 pub async fn select_device(
     state: &AppState,

@@ -169,6 +169,24 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     })
 }
 
+/// The raw value of the path parameter `name`; `unreadable` is the message when the path
+/// cannot be read at all.
+async fn path_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: &'static str,
+    unreadable: &'static str,
+) -> Result<String, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::field(name, unreadable))?;
+    params
+        .iter()
+        .find(|(param, _)| *param == name)
+        .map(|(_, value)| value.to_owned())
+        .ok_or_else(|| ApiError::field(name, "is required"))
+}
+
 /// A UUID path parameter named `id` (`/users/{id}`, `/devices/{id}`), converted to a typed id.
 /// A value that is not a UUID is `VALIDATION_ERROR` naming `id`.
 #[derive(Debug)]
@@ -182,14 +200,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::field("id", "is required"))?;
-        let raw = params
-            .iter()
-            .find(|(name, _)| *name == "id")
-            .map(|(_, value)| value)
-            .ok_or_else(|| ApiError::field("id", "is required"))?;
+        let raw = path_param(parts, state, "id", "is required").await?;
+        let raw = raw.as_str();
         Uuid::try_parse(raw)
             .map(|id| IdPath(T::from(id)))
             .map_err(|_| {
@@ -237,14 +249,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::field("jid", "must be a group JID (<digits>@g.us)"))?;
-        let raw = params
-            .iter()
-            .find(|(name, _)| *name == "jid")
-            .map(|(_, value)| value)
-            .ok_or_else(|| ApiError::field("jid", "is required"))?;
+        let raw = path_param(parts, state, "jid", "must be a group JID (<digits>@g.us)").await?;
+        let raw = raw.as_str();
         crate::domain::GroupJid::parse(raw)
             .map(GroupPath)
             .map_err(|e| {
@@ -360,14 +366,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::field("id", "is required"))?;
-        let raw = params
-            .iter()
-            .find(|(name, _)| *name == "id")
-            .map(|(_, value)| value)
-            .ok_or_else(|| ApiError::field("id", "is required"))?;
+        let raw = path_param(parts, state, "id", "is required").await?;
+        let raw = raw.as_str();
         crate::domain::EventId::parse(raw)
             .map(EventPath)
             .ok_or_else(|| {

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{DeviceId, PhoneNumber, SessionStatus};
 use crate::http::auth::AuthUser;
-use crate::http::device::{DeviceQuery, observed_state, scope_of, select_device, session};
+use crate::http::device::{
+    DeviceBody, DeviceQuery, observed_state, requested, scope_of, select_device, session,
+};
 use crate::http::envelope::{Data, Message};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{IdPath, Json, OptionalJson, Query};
@@ -156,17 +158,6 @@ pub async fn status(
         last_seen: observed.last_seen,
         last_error: observed.last_error,
     }))
-}
-
-/// `{"device_id": ...}`, the optional body of connect, disconnect and logout.
-#[derive(Debug, Default, Deserialize)]
-pub struct DeviceBody {
-    #[serde(default)]
-    device_id: Option<DeviceId>,
-}
-
-fn requested(body: Option<DeviceBody>, query: DeviceQuery) -> Option<DeviceId> {
-    body.and_then(|b| b.device_id).or(query.device_id)
 }
 
 #[derive(Serialize)]

@@ -11,7 +11,7 @@ use crate::delivery::send::RESERVED_HEADERS;
 use crate::delivery::sign;
 use crate::domain::{DeviceId, EventFilter, EventId, EventKind, UserId};
 use crate::http::auth::AuthUser;
-use crate::http::device::{DeviceQuery, scope_of, select_device};
+use crate::http::device::{DeviceBody, DeviceQuery, requested, scope_of, select_device};
 use crate::http::envelope::{Data, Message, Success};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{EventPath, Json, OptionalJson, Query};
@@ -311,12 +311,6 @@ pub async fn set_pending(
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct DeviceBody {
-    #[serde(default)]
-    device_id: Option<DeviceId>,
-}
-
 #[derive(Serialize)]
 pub struct TestView {
     delivered: bool,
@@ -334,8 +328,7 @@ pub async fn test(
     Query(query): Query<DeviceQuery>,
     OptionalJson(body): OptionalJson<DeviceBody>,
 ) -> Result<Data<TestView>, ApiError> {
-    let requested = body.and_then(|b| b.device_id).or(query.device_id);
-    let device = select_device(&state, &caller, requested).await?;
+    let device = select_device(&state, &caller, requested(body, query)).await?;
     let outcome = service(&state)
         .test(&scope_of(&device), device.user_id)
         .await?;
