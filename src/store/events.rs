@@ -56,19 +56,6 @@ pub async fn append(
     }))
 }
 
-/// Appends one event in a transaction of its own.
-pub async fn append_now(
-    pool: &PgPool,
-    scope: &DeviceScope,
-    kind: EventKind,
-    data: &serde_json::Value,
-) -> Result<Option<Event>, StoreError> {
-    let mut tx = pool.begin().await?;
-    let event = append(&mut tx, scope, kind, data).await?;
-    tx.commit().await?;
-    Ok(event)
-}
-
 /// A page of a device's stream.
 pub struct Page {
     /// Only events after this one (by `seq`).
