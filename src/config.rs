@@ -15,7 +15,14 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/wuts"
 ///
 /// With no subcommand, `wuts` serves the API (the same as `wuts serve`).
 #[derive(Debug, Parser)]
-#[command(name = "wuts", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "wuts",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = LOGGING_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -23,6 +30,11 @@ pub struct Cli {
     #[command(flatten)]
     pub serve: ServeArgs,
 }
+
+/// What `--help` says about logging (`RUST_LOG` is read by the log filter, not by clap).
+const LOGGING_HELP: &str = "Logging:\n  RUST_LOG  Log filter, as tracing's EnvFilter reads it (default `info,sqlx=warn`; \
+     for example `RUST_LOG=wuts_gateway=debug,info`). Whatever it says, the targets that would \
+     log pairing codes or phone numbers stay capped at warn.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -202,6 +214,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WUTS_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// This process's name among gateway nodes, in device-ownership records and logs (each
+    /// process adds a random suffix, so two processes never share an id). Default: the
+    /// `HOSTNAME` variable (a container's name), else `node`.
+    #[arg(long, env = "WUTS_NODE_ID")]
+    pub node_id: Option<String>,
+
     #[command(flatten)]
     pub store_keys: StoreKeyArgs,
 
@@ -359,6 +377,16 @@ pub fn is_loopback_url(url: &str) -> bool {
 pub const MIN_MASTER_TOKEN_CHARS: usize = 16;
 
 impl ServeArgs {
+    /// The node name: `WUTS_NODE_ID`, else `HOSTNAME`, else `node`.
+    pub fn node_name(&self) -> String {
+        self.node_id
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "node".to_owned())
+    }
+
     /// Settings that clap cannot check on its own.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(token) = &self.master_token
@@ -366,7 +394,18 @@ impl ServeArgs {
         {
             return Err(format!(
                 "WUTS_MASTER_TOKEN must be at least {MIN_MASTER_TOKEN_CHARS} characters \
-                 (for example the output of `uuidgen`)"
+                 (for example the output of `openssl rand -hex 32`)"
+            ));
+        }
+        if let Some(name) = &self.node_id
+            && (name.trim().is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(format!(
+                "WUTS_NODE_ID `{name}` must be 1 to 64 letters, digits, `-`, `_` or `.`"
             ));
         }
         if self.body_limit == 0 {

@@ -29,6 +29,7 @@ pub fn handle() -> Option<PrometheusHandle> {
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            describe();
             // Histograms buffer samples until upkeep folds them in; without it memory grows
             // between scrapes (or forever when nothing scrapes).
             let upkeep = handle.clone();
@@ -44,6 +45,64 @@ pub fn handle() -> Option<PrometheusHandle> {
             Some(handle)
         })
         .clone()
+}
+
+/// Gives every metric its `# HELP` line (Prometheus shows a metric's description once the metric
+/// has a sample). A metric recorded without a description here fails the metrics test.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method, route template and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request latency in seconds, by method and route template"
+    );
+    describe_gauge!(
+        DEVICES,
+        "Device sessions known to this node, by status (sampled when /metrics is read)"
+    );
+    describe_counter!(
+        SESSIONS_BY_STATUS,
+        "Device session status changes, by the status entered"
+    );
+    describe_counter!(
+        SESSIONS_STARTED,
+        "WhatsApp clients started, by purpose (pairing or connect)"
+    );
+    describe_counter!(PAIRINGS, "Pairing attempts that ended, by outcome");
+    describe_counter!(
+        CONNECTION_EVENTS,
+        "Connection events of device sessions (connected, disconnected, logged_out, ...)"
+    );
+    describe_histogram!(
+        COMMAND_DURATION,
+        Unit::Seconds,
+        "Latency of commands sent to WhatsApp in seconds, by kind"
+    );
+    describe_counter!(
+        EVENTS_CREATED,
+        "Events appended to device event streams, by event type"
+    );
+    describe_counter!(
+        DELIVERIES,
+        "Webhook delivery attempts, by outcome (delivered, retry, failed, disabled)"
+    );
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        Unit::Seconds,
+        "Seconds from an event's creation to its receiver's 2xx"
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Webhook deliveries waiting in enabled webhooks' queues on the database (sampled)"
+    );
+    describe_gauge!(
+        QUEUE_OLDEST,
+        "Age in seconds of the oldest webhook delivery waiting (sampled)"
+    );
 }
 
 /// Device sessions running on this node, by status.
@@ -106,4 +165,39 @@ pub fn delivery_latency(seconds: f64) {
 pub fn delivery_backlog(pending: i64, oldest_seconds: f64) {
     metrics::gauge!(QUEUE_DEPTH).set(pending as f64);
     metrics::gauge!(QUEUE_OLDEST).set(oldest_seconds);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_described() {
+        let handle = handle().expect("the recorder");
+        status_changed(crate::domain::SessionStatus::Connected);
+        session_started(true);
+        pairing_outcome("success");
+        connection_event("connected");
+        command_latency("block", 0.01);
+        event_created(crate::domain::EventKind::DeviceConnected);
+        delivery_outcome("delivered");
+        delivery_latency(0.02);
+        delivery_backlog(1, 2.0);
+        metrics::counter!(HTTP_REQUESTS, "status" => "200").increment(1);
+        metrics::histogram!(HTTP_DURATION).record(0.001);
+        metrics::gauge!(DEVICES, "status" => "connected").set(1.0);
+        let text = handle.render();
+        let typed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(typed.len(), 13, "{text}");
+        for name in typed {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP line:\n{text}"
+            );
+        }
+    }
 }

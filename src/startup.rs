@@ -52,6 +52,7 @@ pub fn session_config(config: &ServeArgs) -> SessionConfig {
             queue: wa.device_wa_queue,
         },
         device_os: "WUTS".to_owned(),
+        node_name: config.node_name(),
     }
 }
 
@@ -136,7 +137,7 @@ pub async fn serve(
     if config.master_token.is_none() {
         tracing::warn!(
             "WUTS_MASTER_TOKEN is not set: /register, /tenants and /global/tenants answer 403. \
-             Set it (for example WUTS_MASTER_TOKEN=$(uuidgen)), or create tenants with \
+             Set it (for example WUTS_MASTER_TOKEN=$(openssl rand -hex 32)), or create tenants with \
              `wuts tenant create --name NAME --email EMAIL`"
         );
     }

@@ -35,11 +35,7 @@ impl SessionPool {
         keys: Arc<dyn KeyStore>,
         lock_options: sqlx::postgres::PgConnectOptions,
     ) -> Result<Arc<Self>, sqlx::Error> {
-        let node_id = format!(
-            "{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "node".to_owned()),
-            uuid::Uuid::new_v4().simple()
-        );
+        let node_id = format!("{}-{}", config.node_name, uuid::Uuid::new_v4().simple());
         let (ownership, mut lost) = Ownership::start(db.clone(), lock_options, node_id).await?;
         let pool = Arc::new(Self {
             deps: Arc::new(SessionDeps {

@@ -48,4 +48,16 @@ async fn metrics_count_requests_by_route_template() {
     );
     // Concrete ids never become label values.
     assert!(!metrics.text.contains(&tenant.admin_id));
+    // Every metric says what it measures.
+    for line in metrics.text.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|l| l.split_whitespace().next())
+        {
+            assert!(
+                metrics.text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP line"
+            );
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Device records: create and list the linked WhatsApp sessions a caller may see.
+//! Device records: create, list and show the linked WhatsApp sessions a caller may see. Every
+//! route answers the same device object ([`DeviceView`]).
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -7,14 +8,14 @@ use serde::{Deserialize, Serialize};
 use crate::domain::SessionStatus;
 use crate::domain::{DeviceId, DeviceName, UserId};
 use crate::http::auth::AuthUser;
-use crate::http::device::observed_state;
+use crate::http::device::{observed_state, select_device};
 use crate::http::envelope::{Data, Success};
 use crate::http::error::{ApiError, FieldError};
-use crate::http::extract::Json;
+use crate::http::extract::{IdPath, Json};
 use crate::http::state::AppState;
 use crate::store::devices::{self, Device};
 
-/// A device as listed.
+/// A device as every device route answers it: created, listed or shown.
 #[derive(Serialize)]
 pub struct DeviceView {
     id: DeviceId,
@@ -48,32 +49,22 @@ impl DeviceView {
     }
 }
 
-/// A device as answered on creation (the published shape).
-#[derive(Serialize)]
-pub struct NewDevice {
-    id: DeviceId,
-    user_id: UserId,
-    name: String,
-    connected: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
 #[derive(Deserialize)]
 pub struct CreateDevice {
     name: String,
 }
 
+/// One device, under `device` (creation and `GET /devices/{id}`).
 #[derive(Serialize)]
-pub struct Created {
-    device: NewDevice,
+pub struct OneDevice {
+    device: DeviceView,
 }
 
 pub async fn create(
     caller: AuthUser,
     State(state): State<AppState>,
     Json(body): Json<CreateDevice>,
-) -> Result<Success<Created>, ApiError> {
+) -> Result<Success<OneDevice>, ApiError> {
     let name = DeviceName::parse(&body.name).map_err(|m| {
         ApiError::fields(vec![
             FieldError::new("name", m).with_value(body.name.clone()),
@@ -87,15 +78,8 @@ pub async fn create(
     }
     .apply_pending(&crate::http::device::scope_of(&device), caller.user_id)
     .await?;
-    Ok(Success::created(Created {
-        device: NewDevice {
-            id: device.id,
-            user_id: device.user_id,
-            name: device.name,
-            connected: false,
-            created_at: device.created_at,
-            updated_at: device.updated_at,
-        },
+    Ok(Success::created(OneDevice {
+        device: DeviceView::observed(&state, device),
     }))
 }
 
@@ -140,5 +124,17 @@ pub async fn list_own(
         count: devices.len(),
         devices,
         user_id: caller.user_id,
+    }))
+}
+
+/// One device the caller may see (another tenant's, or for a `user` another user's, is 404).
+pub async fn get(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<DeviceId>,
+) -> Result<Success<OneDevice>, ApiError> {
+    let device = select_device(&state, &caller, Some(id)).await?;
+    Ok(Success::ok(OneDevice {
+        device: DeviceView::observed(&state, device),
     }))
 }

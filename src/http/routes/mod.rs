@@ -45,7 +45,7 @@ api_routes! {
     // Devices.
     "/devices" => { get: devices::list, post: devices::create },
     "/user/devices" => { get: devices::list_own },
-    "/devices/{id}" => { delete: sessions::delete_device },
+    "/devices/{id}" => { get: devices::get, delete: sessions::delete_device },
     // Device sessions.
     "/qr" => { get: sessions::qr },
     "/qr/status" => { get: sessions::qr_status },
