@@ -48,6 +48,17 @@ pub enum Command {
     /// Maintenance of the stored WhatsApp key material.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Ask a gateway on this machine whether it is alive (`GET /healthz`): exit 0 if it answers
+    /// 200 within 3 s, 1 otherwise. For container health checks (the image has no curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The address the gateway listens on; an unspecified address (0.0.0.0) is asked on
+    /// loopback.
+    #[arg(long, env = "WUTS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Migrate(db)) => migrate(db).await,
         Some(Command::Tenant(TenantCommand::Create(args))) => create_tenant(args).await,
         Some(Command::Store(StoreCommand::Reseal(args))) => reseal(args).await,
+        Some(Command::Healthcheck(args)) => startup::healthcheck(args.listen).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

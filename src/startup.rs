@@ -61,6 +61,8 @@ const TEST_SERVER_VERSION: (u32, u32, u32) = (2, 3000, 1_000_000);
 
 /// Builds the router and the session pool over an open database pool.
 pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> {
+    // The recorder first: what the gateway records from its first request on is kept.
+    let _ = crate::metrics::handle();
     let lock_options =
         PgConnectOptions::from_str(&config.database.database_url).context("DATABASE_URL")?;
     let sealer = config.store_keys.sealer().map_err(anyhow::Error::msg)?;
@@ -128,7 +130,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let _ = crate::metrics::handle();
     let pool = open_database(
         &config.database.database_url,
         config.database.db_max_connections,
@@ -188,6 +189,43 @@ pub async fn serve(
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `wuts healthcheck`: one `GET /healthz` to the gateway listening on `listen`, answered 200
+/// within 3 s. Plain HTTP/1.1 over a socket: the check needs nothing the image lacks.
+pub async fn healthcheck(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut target = listen;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(target).await?;
+        stream
+            .write_all(
+                format!("GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        anyhow::Ok(head)
+    };
+    let head = tokio::time::timeout(Duration::from_secs(3), check)
+        .await
+        .with_context(|| format!("no answer from {target} within 3 s"))?
+        .with_context(|| format!("GET http://{target}/healthz"))?;
+    if head.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "GET http://{target}/healthz answered {}",
+            String::from_utf8_lossy(&head)
+        )
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -60,39 +60,82 @@ pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool,
         .map_err(|err| ConnectError(format!("DATABASE_URL ({shown}) is not valid: {err}")))?
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
 
-    if let Err(err) = create_database_if_missing(&options).await {
-        return Err(unreachable_message(&shown, &err));
-    }
+    create_database_if_missing(&options)
+        .await
+        .map_err(|failure| failure.explain(&shown, &options))?;
 
     PgPoolOptions::new()
         .max_connections(max_connections.max(2))
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
+        .connect_with(options.clone())
         .await
-        .map_err(|err| unreachable_message(&shown, &err))
+        .map_err(|err| Failure::Connect(err).explain(&shown, &options))
 }
 
-fn unreachable_message(shown: &str, err: &sqlx::Error) -> ConnectError {
-    ConnectError(format!(
-        "cannot reach PostgreSQL at {shown}: {err}. Start one with `docker compose up -d postgres`, \
-         or set DATABASE_URL to a server you can reach"
-    ))
+/// What went wrong opening the database, told apart so that the advice fits.
+#[derive(Debug)]
+enum Failure {
+    /// Connecting (or logging in) to the database failed.
+    Connect(sqlx::Error),
+    /// The database does not exist, and creating it failed.
+    Create(sqlx::Error),
 }
 
-async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
+impl Failure {
+    fn explain(self, shown: &str, options: &PgConnectOptions) -> ConnectError {
+        let user = options.get_username();
+        let database = options.get_database().unwrap_or(user);
+        let message = match &self {
+            Failure::Connect(err) | Failure::Create(err) => match err {
+                sqlx::Error::Database(db) => db.message().to_owned(),
+                other => other.to_string(),
+            },
+        };
+        let code = match &self {
+            Failure::Connect(sqlx::Error::Database(db))
+            | Failure::Create(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        };
+        ConnectError(match (&self, code.as_deref()) {
+            // invalid_authorization_specification (unknown role, no pg_hba entry), invalid_password
+            (Failure::Connect(_), Some("28000" | "28P01")) => format!(
+                "PostgreSQL at {shown} is up but refused to log in role `{user}`: {message}. \
+                 Check the user and password in DATABASE_URL (or create the role: \
+                 `createuser -U postgres {user}`)"
+            ),
+            (Failure::Connect(sqlx::Error::Database(_)), _) => {
+                format!("PostgreSQL at {shown} refused the connection: {message}")
+            }
+            (Failure::Create(_), _) => format!(
+                "PostgreSQL at {shown} is up, but the database `{database}` does not exist and \
+                 role `{user}` cannot create it: {message}. Create it (`createdb -U postgres \
+                 -O {user} {database}`), give the role CREATEDB, or name an existing database \
+                 in DATABASE_URL"
+            ),
+            (Failure::Connect(_), _) => format!(
+                "cannot connect to PostgreSQL at {shown}: {message}. Start one (`docker compose \
+                 up -d postgres`), or set DATABASE_URL to a server you can reach"
+            ),
+        })
+    }
+}
+
+async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Failure> {
     match sqlx::PgConnection::connect_with(options).await {
         Ok(conn) => {
-            conn.close().await?;
+            let _ = conn.close().await;
             return Ok(());
         }
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {}
-        Err(err) => return Err(err),
+        Err(err) => return Err(Failure::Connect(err)),
     }
     let Some(name) = options.get_database().map(str::to_owned) else {
         return Ok(());
     };
-    let mut admin = sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
+    let mut admin = sqlx::PgConnection::connect_with(&options.clone().database("postgres"))
+        .await
+        .map_err(Failure::Create)?;
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
     match sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
         .execute(&mut admin)
@@ -101,9 +144,10 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), sq
         Ok(_) => tracing::info!(database = %name, "created database"),
         // Another process created it at the same moment.
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
-        Err(err) => return Err(err),
+        Err(err) => return Err(Failure::Create(err)),
     }
-    admin.close().await
+    let _ = admin.close().await;
+    Ok(())
 }
 
 /// Applies pending migrations.

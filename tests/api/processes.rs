@@ -380,6 +380,32 @@ async fn sigkill_during_block_traffic_loses_nothing_acknowledged() {
     }
 }
 
+/// The directory holding `initdb` and `pg_ctl`: Debian's versioned directories (the newest), then
+/// `pg_config --bindir`, then `PATH`.
+fn server_programs() -> Option<std::path::PathBuf> {
+    let has_both =
+        |dir: &std::path::Path| dir.join("initdb").exists() && dir.join("pg_ctl").exists();
+    let debian = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| has_both(bin))
+        .max();
+    let pg_config = || {
+        Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .filter(|bin| has_both(bin))
+    };
+    let path = || {
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).find(|dir| has_both(dir)))
+    };
+    debian.or_else(pg_config).or_else(path)
+}
+
 /// A private PostgreSQL cluster the test may stop and start (the shared one must stay up).
 struct Cluster {
     dir: std::path::PathBuf,
@@ -416,12 +442,13 @@ impl Cluster {
 
     /// Initializes a cluster in a new directory and starts it on a free port.
     fn start_new() -> Self {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL server binaries in /usr/lib/postgresql")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|bin| bin.join("initdb").exists())
-            .max()
-            .expect("initdb");
+        let bin = server_programs().unwrap_or_else(|| {
+            panic!(
+                "this test runs a private PostgreSQL, so it needs PostgreSQL's server programs \
+                 (initdb and pg_ctl; Debian: apt-get install postgresql), not only a reachable \
+                 server: none in /usr/lib/postgresql/*/bin, in `pg_config --bindir`, nor on PATH"
+            )
+        });
         let root = Command::new("id")
             .arg("-u")
             .output()
