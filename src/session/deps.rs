@@ -60,6 +60,8 @@ pub struct SessionDeps {
     pub config: SessionConfig,
     pub keys: Arc<dyn KeyStore>,
     pub ownership: Ownership,
+    /// whatsapp-rust's HTTP client (version fetch, media), one for every session of the process.
+    pub http: Arc<dyn whatsapp_rust::http::HttpClient>,
 }
 
 /// whatsapp-rust's caches for one gateway session. The defaults are WhatsApp Web's, for one

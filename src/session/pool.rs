@@ -43,6 +43,7 @@ impl SessionPool {
                 config,
                 keys,
                 ownership,
+                http: Arc::new(whatsapp_rust::http::UreqHttpClient::new()),
             }),
             sessions: RwLock::new(HashMap::new()),
         });

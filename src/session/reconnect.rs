@@ -78,3 +78,159 @@ impl<F: TransportFactory> TransportFactory for JitteredReconnects<F> {
         created
     }
 }
+
+/// whatsapp-rust's HTTP client (it fetches WhatsApp Web's version before connecting, and media),
+/// one for the whole process, seen by each session through this wrapper: a failed version fetch is
+/// a failed connection attempt too, told to the session with its cause, so that a caller waiting
+/// for a QR code hears why at once.
+pub struct ObservedHttp {
+    inner: Arc<dyn whatsapp_rust::http::HttpClient>,
+    state: Arc<watch::Sender<SessionState>>,
+}
+
+/// Where whatsapp-rust reads the current WhatsApp Web version from.
+const VERSION_URL_PART: &str = "web.whatsapp.com/sw.js";
+
+impl ObservedHttp {
+    pub fn new(
+        inner: Arc<dyn whatsapp_rust::http::HttpClient>,
+        state: Arc<watch::Sender<SessionState>>,
+    ) -> Self {
+        Self { inner, state }
+    }
+
+    fn version_failed(&self, cause: String) {
+        let reason = format!(
+            "cannot reach WhatsApp: fetching WhatsApp Web's version failed ({cause}); set \
+             WUTS_WA_VERSION to skip the fetch"
+        );
+        tracing::debug!(error = %cause, "WhatsApp Web version fetch failed");
+        self.state.send_modify(|s| {
+            s.connect_failures += 1;
+            s.last_error = Some(reason);
+        });
+    }
+}
+
+#[async_trait]
+impl whatsapp_rust::http::HttpClient for ObservedHttp {
+    async fn execute(
+        &self,
+        request: whatsapp_rust::http::HttpRequest,
+    ) -> anyhow::Result<whatsapp_rust::http::HttpResponse> {
+        let version = request.url.contains(VERSION_URL_PART);
+        let result = self.inner.execute(request).await;
+        if version {
+            match &result {
+                Err(err) => self.version_failed(err.to_string()),
+                Ok(response) if !(200..300).contains(&response.status_code) => {
+                    self.version_failed(format!("HTTP status {}", response.status_code));
+                }
+                Ok(_) => {}
+            }
+        }
+        result
+    }
+
+    fn supports_streaming(&self) -> bool {
+        self.inner.supports_streaming()
+    }
+
+    fn execute_streaming(
+        &self,
+        request: whatsapp_rust::http::HttpRequest,
+    ) -> anyhow::Result<wacore::net::StreamingHttpResponse> {
+        self.inner.execute_streaming(request)
+    }
+
+    fn supports_upload_streaming(&self) -> bool {
+        self.inner.supports_upload_streaming()
+    }
+
+    fn execute_upload(
+        &self,
+        request: whatsapp_rust::http::HttpRequest,
+        body: wacore::net::UploadBody,
+        content_length: u64,
+    ) -> anyhow::Result<whatsapp_rust::http::HttpResponse> {
+        self.inner.execute_upload(request, body, content_length)
+    }
+
+    fn resource_report(&self) -> Option<wacore::stats::HttpResourceReport> {
+        self.inner.resource_report()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SessionStatus;
+    use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
+
+    /// Answers every request with a fixed status, or fails it.
+    struct Fixed(Option<u16>);
+
+    #[async_trait]
+    impl HttpClient for Fixed {
+        async fn execute(&self, _request: HttpRequest) -> anyhow::Result<HttpResponse> {
+            match self.0 {
+                Some(status_code) => Ok(HttpResponse {
+                    status_code,
+                    body: Vec::new(),
+                }),
+                None => Err(anyhow::anyhow!("dns error: failed to lookup address")),
+            }
+        }
+    }
+
+    fn observed(inner: Fixed) -> (ObservedHttp, Arc<watch::Sender<SessionState>>) {
+        let state = Arc::new(watch::Sender::new(SessionState::new(
+            SessionStatus::Pairing,
+        )));
+        (ObservedHttp::new(Arc::new(inner), state.clone()), state)
+    }
+
+    #[tokio::test]
+    async fn a_failed_version_fetch_is_a_failed_connection_with_its_cause() {
+        let (http, state) = observed(Fixed(None));
+        let _ = http
+            .execute(HttpRequest::get("https://web.whatsapp.com/sw.js"))
+            .await;
+        let seen = state.borrow().clone();
+        assert_eq!(seen.connect_failures, 1);
+        let error = seen.last_error.unwrap_or_default();
+        assert!(
+            error.starts_with(
+                "cannot reach WhatsApp: fetching WhatsApp Web's version failed (dns error"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("WUTS_WA_VERSION"), "{error}");
+
+        let (http, state) = observed(Fixed(Some(403)));
+        let answer = http
+            .execute(HttpRequest::get("https://web.whatsapp.com/sw.js"))
+            .await;
+        assert_eq!(answer.map(|r| r.status_code).ok(), Some(403));
+        assert_eq!(state.borrow().connect_failures, 1);
+        assert!(
+            state
+                .borrow()
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("HTTP status 403"))
+        );
+
+        // Media and a fetched version are not connection failures.
+        let (http, state) = observed(Fixed(None));
+        let _ = http
+            .execute(HttpRequest::get("https://mmg.whatsapp.net/v/t62/abc"))
+            .await;
+        let (ok, ok_state) = observed(Fixed(Some(200)));
+        let _ = ok
+            .execute(HttpRequest::get("https://web.whatsapp.com/sw.js"))
+            .await;
+        assert_eq!(state.borrow().connect_failures, 0);
+        assert_eq!(ok_state.borrow().connect_failures, 0);
+    }
+}

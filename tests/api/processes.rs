@@ -851,3 +851,60 @@ async fn sigkill_with_deliveries_pending_loses_no_event() {
         "every event, in order"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connection_attempt_is_logged_on_one_line_even_with_rust_backtrace() {
+    // A paired device whose WhatsApp is gone: the restarted gateway keeps trying (1 s, 1 s, 2 s,
+    // ...), and with RUST_BACKTRACE=1 (as on many developer machines) anyhow captures a backtrace
+    // in every error whatsapp-rust logs for those attempts.
+    let sim = WaSim::start().await.expect("wa-sim");
+    let phone = "5511900001400";
+    sim_account(&sim, phone).await;
+    let app = TestApp::spawn_with_sim(&sim).await;
+    let tenant = app.register("backtraces").await;
+    let device = app.create_device(&tenant.admin_token, "phone").await;
+    app.pair(&sim, &tenant.admin_token, &device, phone).await;
+    let wa_url = sim.ws_url().to_owned();
+    app.sessions.shutdown(Duration::from_secs(10)).await;
+    drop(sim);
+
+    let process = Process::start_with(
+        &app.db.url(),
+        &wa_url,
+        &[
+            ("RUST_BACKTRACE", "1"),
+            ("WUTS_LOG_FORMAT", "pretty"),
+            ("RUST_LOG", "info"),
+            ("WUTS_RECONNECT_JITTER", "0s"),
+        ],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let logs = process.logs();
+        let attempts = logs.matches("Failed to connect").count();
+        if attempts >= 2 || tokio::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        logs.matches("Failed to connect").count() >= 2,
+        "the attempts were not logged:\n{logs}"
+    );
+    // The error itself is logged (its Debug form, which is where the backtrace was)...
+    assert!(logs.contains("error=Transport("), "{logs}");
+    // ...on one line.
+    assert!(!logs.contains("Stack backtrace"), "{logs}");
+    assert!(
+        !logs.lines().any(|line| {
+            line.trim_start()
+                .split_once(": ")
+                .is_some_and(|(frame, _)| {
+                    !frame.is_empty() && frame.chars().all(|c| c.is_ascii_digit())
+                })
+        }),
+        "a backtrace frame reached the log:\n{logs}"
+    );
+    process.terminate().await;
+}

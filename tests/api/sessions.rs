@@ -405,10 +405,20 @@ async fn pair_by_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_whatsapp_is_answered_at_once_with_the_cause() {
-    // A loopback port nobody listens on: every connection attempt is refused.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = closed.local_addr().expect("address").port();
-    drop(closed);
+    // A loopback port that accepts connections and closes them at once: every attempt fails,
+    // and the attempts are counted.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = attempts.clone();
+    let refuser = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
     let app = TestApp::spawn_with(|config| {
         config.whatsapp.wa_url = format!("ws://127.0.0.1:{port}/ws/chat");
         config.whatsapp.wa_timeout = Duration::from_secs(15);
@@ -441,6 +451,13 @@ async fn an_unreachable_whatsapp_is_answered_at_once_with_the_cause() {
     let body = status.assert_status(200);
     let last_error = body["data"]["last_error"].as_str().unwrap_or_default();
     assert!(last_error.starts_with("cannot reach WhatsApp"), "{body}");
+    // Nobody is pairing any more: the device is unpaired again, and nothing keeps trying in
+    // the background (whatsapp-rust would retry after 1 s, 1 s, 2 s...).
+    assert_eq!(body["data"]["status"], "unpaired", "{body}");
+    let seen = attempts.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(seen >= 1);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), seen);
 
     let started = std::time::Instant::now();
     app.post("/paircode")
@@ -454,4 +471,5 @@ async fn an_unreachable_whatsapp_is_answered_at_once_with_the_cause() {
         "{:?}",
         started.elapsed()
     );
+    refuser.abort();
 }

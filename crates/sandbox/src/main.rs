@@ -311,6 +311,7 @@ fn init_logging(path: &std::path::Path) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(wuts_gateway::telemetry::filter())
         .with_ansi(false)
+        .fmt_fields(wuts_gateway::telemetry::OneLineFields)
         .with_writer(std::sync::Mutex::new(file))
         .try_init();
     Ok(())

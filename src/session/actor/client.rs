@@ -67,6 +67,10 @@ impl DeviceActor {
                     .backend(self.scope.device(), Some(gate.clone())),
             )
             .with_transport_factory(transport)
+            .with_http_client(crate::session::reconnect::ObservedHttp::new(
+                self.deps.http.clone(),
+                self.state.clone(),
+            ))
             .skip_history_sync()
             .with_cache_config(crate::session::deps::session_cache_config())
             .with_device_props(

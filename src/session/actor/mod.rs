@@ -76,6 +76,11 @@ pub(crate) struct DeviceActor {
     reconnect: ReconnectSignal,
     /// When a temporary ban ends: the session connects again by itself then.
     retry_at: Option<tokio::time::Instant>,
+    /// The session's state as the client's transport and HTTP client change it: a pairing
+    /// client whose connection attempt failed is stopped (see [`Self::on_state_change`]).
+    watched: watch::Receiver<SessionState>,
+    /// Connection failures already acted on.
+    seen_failures: u64,
 }
 
 impl DeviceActor {
@@ -87,10 +92,13 @@ impl DeviceActor {
         caches: Arc<DeviceCaches>,
     ) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let watched = state.subscribe();
         Self {
             scope,
             deps,
             caches,
+            watched,
+            seen_failures: 0,
             state,
             client,
             bot: None,
@@ -127,6 +135,7 @@ impl DeviceActor {
                         break;
                     }
                 }
+                Ok(()) = self.watched.changed() => self.on_state_change().await,
                 () = sleep_until_retry(self.retry_at), if self.retry_at.is_some() => {
                     self.retry_at = None;
                     if self.status() == SessionStatus::Disconnected {
@@ -143,6 +152,36 @@ impl DeviceActor {
 
     pub(super) fn status(&self) -> SessionStatus {
         self.state.borrow().status
+    }
+
+    /// A pairing client whose connection attempt failed (WhatsApp unreachable, or its version
+    /// not fetched) is stopped: the caller waiting for a QR code or a pairing code has been told
+    /// why, and nobody is pairing any more, so nothing keeps retrying in the background. The
+    /// device is unpaired again with the cause in `last_error`; the next `GET /qr` starts over.
+    /// A paired device keeps reconnecting (with whatsapp-rust's backoff) until WhatsApp answers.
+    async fn on_state_change(&mut self) {
+        let (failures, last_error) = {
+            let state = self.watched.borrow_and_update();
+            (state.connect_failures, state.last_error.clone())
+        };
+        if failures <= self.seen_failures {
+            return;
+        }
+        self.seen_failures = failures;
+        if self.bot.is_none() || self.status() != SessionStatus::Pairing {
+            return;
+        }
+        tracing::warn!(
+            error = last_error.as_deref().unwrap_or("cannot reach WhatsApp"),
+            "pairing stopped: WhatsApp cannot be reached"
+        );
+        self.stop_client().await;
+        self.state.send_modify(|s| {
+            s.qr = None;
+            s.pairing_code = None;
+        });
+        self.set_status(SessionStatus::Unpaired, |r| r.error = last_error)
+            .await;
     }
 
     /// Returns true when the actor must end.
