@@ -181,9 +181,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let (token, device) = tenant_and_device(&http, &base, &master_token).await?;
-    // whatsapp-rust waits up to 10 s after pairing for the app-state key a real phone sends over
-    // Signal; wa-sim's phone does not send it (see tests/wa-sim/README.md, "What is simplified").
-    println!("Pairing a device with the simulated phone (about 10 s)…");
+    println!("Pairing a device with the simulated phone…");
     pair(&http, &base, &token, &device, &control, world.you.phone).await?;
     println!(
         "Paired device {device} with the simulated phone of +{} in {:.1} s.\n",

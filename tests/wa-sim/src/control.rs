@@ -304,6 +304,7 @@ pub async fn link(
             signed_prekey: None,
             signed_identity: Vec::new(),
             devices_announced: false,
+            app_state_keys_shared: false,
         };
         world.awaiting_sign.insert(
             id,

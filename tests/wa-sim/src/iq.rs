@@ -103,6 +103,23 @@ fn encrypt(session: &mut Session, iq: &Node, kind: &str) -> Answer {
         if let Some(skey) = child(iq, "skey") {
             store_signed_prekey(companion, skey);
         }
+        // With a bundle uploaded, the phone shares the app-state keys with its new companion.
+        if let Some(recipient) = world
+            .account_mut(&phone)
+            .and_then(|account| crate::key_share::take(account, device))
+        {
+            let conn = session.conn.clone();
+            let sim = session.sim.clone();
+            tokio::spawn(async move {
+                match crate::key_share::message(recipient, sim.stanza_id()).await {
+                    Ok(node) => {
+                        sim.stats.key_share();
+                        conn.send(Outbound::Node(node));
+                    }
+                    Err(err) => tracing::warn!(error = %err, "app-state key share not sent"),
+                }
+            });
+        }
         return Answer::Result(Vec::new());
     }
     if kind == "set"

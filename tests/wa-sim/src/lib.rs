@@ -25,6 +25,7 @@ mod control;
 pub mod faults;
 mod groups;
 mod iq;
+mod key_share;
 mod noise;
 mod pair_code;
 mod pairing;

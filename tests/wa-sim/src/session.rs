@@ -242,6 +242,10 @@ impl Session {
         match node.tag.as_ref() {
             "iq" => self.handle_iq(node).await,
             "receipt" | "message" | "call" => {
+                if node.tag == "receipt" {
+                    let kind = attr(&node, "type").unwrap_or_else(|| "delivery".to_owned());
+                    self.sim.stats.receipt(&kind);
+                }
                 // Acknowledged like WhatsApp does, so the client does not resend.
                 let mut ack = NodeBuilder::new("ack")
                     .attr("class", node.tag.to_string())

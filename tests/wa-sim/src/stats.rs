@@ -31,6 +31,14 @@ pub struct StatsSnapshot {
     /// (the first 100,000), so a test can see how reconnects spread over time.
     #[serde(default)]
     pub login_times_ms: Vec<u64>,
+    /// Receipts received, by type (`delivery` when the receipt has none; `peer_msg` for a
+    /// message from the account's own phone that the companion decrypted, `retry` for one it
+    /// could not).
+    #[serde(default)]
+    pub receipts: BTreeMap<String, u64>,
+    /// App-state key shares the phones sent their new companions.
+    #[serde(default)]
+    pub key_shares: u64,
 }
 
 impl StatsSnapshot {
@@ -72,6 +80,14 @@ impl Stats {
 
     pub fn iq(&self, xmlns: &str, kind: &str) {
         self.with(|s| *s.iq.entry(format!("{xmlns}:{kind}")).or_default() += 1);
+    }
+
+    pub fn receipt(&self, kind: &str) {
+        self.with(|s| *s.receipts.entry(kind.to_owned()).or_default() += 1);
+    }
+
+    pub fn key_share(&self) {
+        self.with(|s| s.key_shares += 1);
     }
 
     pub fn stanza(&self, tag: &str) {

@@ -52,6 +52,8 @@ pub struct Companion {
     pub signed_identity: Vec<u8>,
     /// The companion was told the account's device list since it was linked.
     pub devices_announced: bool,
+    /// The phone sent the companion its app-state keys (see [`crate::key_share`]).
+    pub app_state_keys_shared: bool,
 }
 
 /// A WhatsApp account: the phone and everything it owns.

@@ -56,6 +56,22 @@ async fn reconnects_with_stored_keys_over_ik_without_pairing_again() {
     let control = sim.control();
     account(&control, "5511900000002", Some("Bob")).await;
     let mut first = paired_client(&sim, "5511900000002").await;
+    // The phone shared the app-state keys with its new companion, and the companion decrypted
+    // them (a peer-message receipt, no retry receipt).
+    let mut stats = control.stats().await.expect("stats");
+    for _ in 0..50 {
+        if stats.receipts.contains_key("peer_msg") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stats = control.stats().await.expect("stats");
+    }
+    assert_eq!(stats.key_shares, 1, "{stats:?}");
+    assert!(
+        stats.receipts.get("peer_msg").is_some_and(|n| *n >= 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.receipts.get("retry"), None, "{stats:?}");
     let backend = first.backend.clone();
     first.stop().await;
     control.reset_stats().await.expect("reset");
