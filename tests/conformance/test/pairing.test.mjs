@@ -28,6 +28,16 @@ test('pairs by QR and logs in as the new companion', async () => {
     const account = await sim.account('5511910000001');
     assert.equal(account.companions.length, 1);
     assert.equal(account.companions[0].connected, true);
+    // The phone shares an app-state key with its new companion over Signal, as WhatsApp's
+    // primary does: Baileys decrypts it (a peer-message receipt, no retry) and keeps the key.
+    const keyId = await eventually('the shared app-state key', () => sock.authState.creds.myAppStateKeyId);
+    assert.ok(keyId.length > 0);
+    const stats = await eventually('the key share receipt', async () => {
+      const s = await sim.stats();
+      return (s.receipts.peer_msg ?? 0) >= 1 ? s : undefined;
+    });
+    assert.equal(stats.key_shares, 1);
+    assert.equal(stats.receipts.retry ?? 0, 0);
   } finally {
     await close(sock);
   }
