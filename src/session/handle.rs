@@ -191,7 +191,7 @@ impl DeviceHandle {
                 || s.live_qr(Utc::now())
                     .is_some_and(|qr| !refresh || qr.generated_at >= started)
         };
-        match tokio::time::timeout(self.qr_wait, state.wait_for(settled)).await {
+        let outcome = match tokio::time::timeout(self.qr_wait, state.wait_for(settled)).await {
             Ok(Ok(s)) => match s.live_qr(Utc::now()) {
                 Some(qr) if !refresh || qr.generated_at >= started => Ok((qr.clone(), false)),
                 _ => Err(SessionError::Unreachable(
@@ -204,10 +204,15 @@ impl DeviceHandle {
                 "the device session has stopped".to_owned(),
             )),
             Err(_) => Err(SessionError::Timeout),
+        };
+        if matches!(outcome, Err(SessionError::Unreachable(_))) {
+            stopped_pairing(&mut self.state.clone()).await;
         }
+        outcome
     }
 
     /// A pairing code for `phone`. `cached`: the same code was already out for this number.
+    /// (A failed attempt is answered once the actor has stopped pairing, as for [`Self::qr`].)
     pub async fn pair_code(&self, phone: PhoneNumber) -> Result<(PairingCode, bool), SessionError> {
         self.call(|reply| Command::PairCode { phone, reply }).await
     }
@@ -219,4 +224,14 @@ impl DeviceHandle {
             let _ = done_rx.await;
         }
     }
+}
+
+/// After a failed connection attempt, waits (briefly) for the actor to stop the pairing client,
+/// so that `/status` read right after the 504 already says `unpaired` with the cause.
+pub(super) async fn stopped_pairing(state: &mut watch::Receiver<SessionState>) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        state.wait_for(|s| s.status != SessionStatus::Pairing),
+    )
+    .await;
 }

@@ -471,5 +471,11 @@ async fn an_unreachable_whatsapp_is_answered_at_once_with_the_cause() {
         "{:?}",
         started.elapsed()
     );
+    let status = app
+        .get(&format!("/status?device_id={device}"))
+        .token(&tenant.admin_token)
+        .send()
+        .await;
+    assert_eq!(status.assert_status(200)["data"]["status"], "unpaired");
     refuser.abort();
 }

@@ -476,15 +476,21 @@ async fn request_pair_code(
 ) -> Result<String, SessionError> {
     // The socket, or a failed connection attempt: no code can come without WhatsApp.
     let mut watched = state.subscribe();
-    tokio::select! {
-        socket = client.wait_for_socket(timeout) => socket.map_err(|_| SessionError::Timeout)?,
-        failed = watched.wait_for(|s| s.connect_failures > failures) => {
-            let reason = failed
+    let unreachable = tokio::select! {
+        socket = client.wait_for_socket(timeout) => {
+            socket.map_err(|_| SessionError::Timeout)?;
+            None
+        }
+        failed = watched.wait_for(|s| s.connect_failures > failures) => Some(
+            failed
                 .ok()
                 .and_then(|s| s.last_error.clone())
-                .unwrap_or_else(|| "cannot reach WhatsApp".to_owned());
-            return Err(SessionError::Unreachable(reason));
-        }
+                .unwrap_or_else(|| "cannot reach WhatsApp".to_owned()),
+        ),
+    };
+    if let Some(reason) = unreachable {
+        super::handle::stopped_pairing(&mut state.subscribe()).await;
+        return Err(SessionError::Unreachable(reason));
     }
     let options = whatsapp_rust::pair_code::PairCodeOptions {
         phone_number: phone.as_str().to_owned(),
