@@ -39,6 +39,7 @@ const LOGGING_HELP: &str = "Logging:\n  RUST_LOG  Log filter, as tracing's EnvFi
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (the default).
+    #[command(after_help = LOGGING_HELP)]
     Serve(Box<ServeArgs>),
     /// Create the database if needed, apply migrations, and exit.
     Migrate(DatabaseArgs),
@@ -489,6 +490,23 @@ fn parse_secret(raw: &str) -> Result<SecretString, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_documents_the_log_filter_and_the_node_id() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let top = cli.render_long_help().to_string();
+        let serve = cli
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        for help in [&top, &serve] {
+            assert!(help.contains("RUST_LOG"), "{help}");
+            assert!(help.contains("WUTS_NODE_ID"), "{help}");
+            assert!(help.contains("HOSTNAME"), "{help}");
+        }
+    }
 
     #[test]
     fn durations_parse() {
