@@ -70,13 +70,19 @@ impl<F: TransportFactory> TransportFactory for JitteredReconnects<F> {
         if let Err(err) = &created {
             let reason = format!("cannot reach WhatsApp: {err}");
             tracing::debug!(error = %err, "connection to WhatsApp failed");
-            self.state.send_modify(|s| {
-                s.connect_failures += 1;
-                s.last_error = Some(reason);
-            });
+            connection_failed(&self.state, reason);
         }
         created
     }
+}
+
+/// Tells the session that a connection attempt failed, and why (a caller waiting for a QR code
+/// or a pairing code is answered at once; the actor stops a pairing client).
+fn connection_failed(state: &watch::Sender<SessionState>, reason: String) {
+    state.send_modify(|s| {
+        s.connect_failures += 1;
+        s.last_error = Some(reason);
+    });
 }
 
 /// whatsapp-rust's HTTP client (it fetches WhatsApp Web's version before connecting, and media),
@@ -105,10 +111,7 @@ impl ObservedHttp {
              WUTS_WA_VERSION to skip the fetch"
         );
         tracing::debug!(error = %cause, "WhatsApp Web version fetch failed");
-        self.state.send_modify(|s| {
-            s.connect_failures += 1;
-            s.last_error = Some(reason);
-        });
+        connection_failed(&self.state, reason);
     }
 }
 
