@@ -43,22 +43,42 @@ pub struct Events<'a> {
     pub devices: &'a [(String, String)],
     /// The account each phone blocks and unblocks.
     pub target_jid: &'a str,
-    /// Block-then-unblock rounds per device (two events each).
+    /// Block-then-unblock rounds per device in each run (two events each).
     pub rounds: usize,
+    /// Phones changing their lists at once in the latency run.
     pub concurrency: usize,
 }
 
 #[derive(Debug, Serialize)]
 pub struct EventFigures {
+    /// Every event of both runs arrived.
     pub events_delivered: usize,
+    /// Throughput with every device's phone changing its list at once (the receiver's 2xx per
+    /// second, from the first change to the last arrival).
     pub events_per_second: f64,
+    /// Latency in that saturating run (mostly waiting in line: every device has one change in
+    /// flight).
+    pub events_saturated_p50_ms: f64,
+    pub events_saturated_p99_ms: f64,
+    /// Latency from a change on the phone to the receiver's 2xx with `event_concurrency` phones
+    /// changing their lists at once, and the rate that load came to.
     pub event_latency_p50_ms: f64,
     pub event_latency_p99_ms: f64,
+    pub event_concurrency: usize,
+    pub event_latency_load_per_second: f64,
+}
+
+/// One run: how many events arrived, in how long, with each one's latency (sorted).
+struct RunFigures {
+    delivered: usize,
+    per_second: f64,
+    latencies: Vec<f64>,
 }
 
 impl Events<'_> {
     /// Gives every device a webhook to a receiver on loopback, then changes every phone's block
-    /// list `rounds` times each way, waiting for each change's event before the next.
+    /// list `rounds` times each way (waiting for each change's event before the next): first
+    /// every device at once, for the throughput, then `concurrency` at a time, for the latency.
     pub async fn run(self, api: &Api, control: &ControlClient) -> Result<EventFigures> {
         let arrivals = Arc::new(Arrivals::default());
         let app = axum::Router::new()
@@ -76,6 +96,36 @@ impl Events<'_> {
             )
             .await?;
         }
+        let saturated = self
+            .changes(control, &arrivals, self.devices.len(), 0)
+            .await;
+        let light = self
+            .changes(control, &arrivals, self.concurrency, self.rounds * 2)
+            .await;
+        server.abort();
+        let (saturated, light) = (saturated?, light?);
+        Ok(EventFigures {
+            events_delivered: saturated.delivered + light.delivered,
+            events_per_second: round(saturated.per_second, 1),
+            events_saturated_p50_ms: round(percentile(&saturated.latencies, 50.0), 2),
+            events_saturated_p99_ms: round(percentile(&saturated.latencies, 99.0), 2),
+            event_latency_p50_ms: round(percentile(&light.latencies, 50.0), 2),
+            event_latency_p99_ms: round(percentile(&light.latencies, 99.0), 2),
+            event_concurrency: self.concurrency,
+            event_latency_load_per_second: round(light.per_second, 1),
+        })
+    }
+
+    /// Every device's phone blocks and unblocks the target `rounds` times, `concurrency` phones
+    /// at once, each waiting for its change's event before the next; `before` events per device
+    /// arrived in earlier runs.
+    async fn changes(
+        &self,
+        control: &ControlClient,
+        arrivals: &Arc<Arrivals>,
+        concurrency: usize,
+        before: usize,
+    ) -> Result<RunFigures> {
         let started = Instant::now();
         let latencies: Vec<Result<Vec<f64>>> = futures::stream::iter(self.devices)
             .map(|(device, phone)| {
@@ -89,27 +139,24 @@ impl Events<'_> {
                             .change_blocklist(phone, action, self.target_jid)
                             .await
                             .map_err(|e| anyhow!("{phone} {action}: {e:?}"))?;
-                        let arrived = wait_for(&arrivals, device, round + 1).await?;
+                        let arrived = wait_for(&arrivals, device, before + round + 1).await?;
                         latencies.push((arrived - sent).as_secs_f64() * 1000.0);
                     }
                     Ok(latencies)
                 }
             })
-            .buffer_unordered(self.concurrency)
+            .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
         let elapsed = started.elapsed().as_secs_f64();
-        server.abort();
         let mut all = Vec::new();
         for latencies in latencies {
             all.extend(latencies?);
         }
-        let all = sorted(all);
-        Ok(EventFigures {
-            events_delivered: all.len(),
-            events_per_second: round(all.len() as f64 / elapsed.max(1e-9), 1),
-            event_latency_p50_ms: round(percentile(&all, 50.0), 2),
-            event_latency_p99_ms: round(percentile(&all, 99.0), 2),
+        Ok(RunFigures {
+            delivered: all.len(),
+            per_second: all.len() as f64 / elapsed.max(1e-9),
+            latencies: sorted(all),
         })
     }
 }

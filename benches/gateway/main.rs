@@ -3,8 +3,9 @@
 //! `BENCH_SECONDS` per load phase (default 5), `BENCH_CONCURRENCY` (16),
 //! `BENCH_PAIR_CONCURRENCY` (32), `BENCH_SAMPLES` (200), `BENCH_WAN_MS` (30, the WhatsApp
 //! round trip simulated for the second block comparison), `BENCH_EVENT_CONCURRENCY` (32, phones
-//! changing their block lists at once in the events phase), `DATABASE_URL` (the server that
-//! hosts the fresh benchmark database).
+//! changing their block lists at once in the events phase's latency run; its throughput run
+//! changes every device's), `BENCH_EVENT_ROUNDS` (2 block-and-unblock rounds per device in each
+//! run), `DATABASE_URL` (the server that hosts the fresh benchmark database).
 
 mod run;
 

@@ -57,9 +57,11 @@ pub struct Config {
     /// A WAN round trip added to wa-sim's block-list answers for the second block comparison,
     /// in milliseconds (`BENCH_WAN_MS`).
     pub wan_ms: u64,
-    /// Devices whose phones change their block lists at once in the events phase
-    /// (`BENCH_EVENT_CONCURRENCY`).
+    /// Devices whose phones change their block lists at once in the events phase's latency run
+    /// (`BENCH_EVENT_CONCURRENCY`; the throughput run changes every device's at once).
     pub event_concurrency: usize,
+    /// Block-then-unblock rounds per device in each events run (`BENCH_EVENT_ROUNDS`).
+    pub event_rounds: usize,
     /// A PostgreSQL URL whose server hosts the fresh benchmark database (`DATABASE_URL`).
     pub database_url: String,
     /// The gateway binary.
@@ -83,6 +85,7 @@ impl Config {
             samples: env_or("BENCH_SAMPLES", 200usize).max(5),
             wan_ms: env_or("BENCH_WAN_MS", 30u64),
             event_concurrency: env_or("BENCH_EVENT_CONCURRENCY", 32usize).max(1),
+            event_rounds: env_or("BENCH_EVENT_ROUNDS", 2usize).max(1),
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/wuts".to_owned()),
             wuts,
@@ -155,8 +158,17 @@ impl Phones {
     }
 }
 
+/// Says on stderr which phase starts, with the time since the process started, so a profiler or a
+/// monitor can be pointed at one phase.
+fn progress(phase: &str) {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let started = STARTED.get_or_init(std::time::Instant::now);
+    eprintln!("bench: {phase} at {:.1} s", started.elapsed().as_secs_f64());
+}
+
 /// Runs the benchmark; answers the figures as one JSON object.
 pub async fn run(config: Config) -> Result<Value> {
+    progress("start");
     let sim = WaSim::start().await?;
     wuts_gateway::delivery::send::install_tls_provider();
     let http = reqwest::Client::builder()
@@ -189,6 +201,7 @@ async fn measure(
         phones.direct.clone(),
     ));
 
+    progress("gateway");
     let gateway = Gateway::start(config, database_url, sim.ws_url()).await?;
     let api = register(http, &gateway, "bench").await?.0;
     let idle = Idle {
@@ -197,6 +210,7 @@ async fn measure(
     .run(&gateway)
     .await?;
 
+    progress("pairing");
     let devices = create_devices(&api, &phones.devices).await?;
     let pairing = Pairing {
         devices: &devices,
@@ -211,6 +225,7 @@ async fn measure(
         .first()
         .map(|(id, _)| id.as_str())
         .ok_or_else(|| anyhow!("no device"))?;
+    progress("reads");
     let reads = Reads {
         device,
         concurrency: config.concurrency,
@@ -218,6 +233,7 @@ async fn measure(
     }
     .run(&api)
     .await;
+    progress("tenants");
     let tenants = Tenants {
         concurrency: config.concurrency,
         seconds: config.seconds,
@@ -227,6 +243,7 @@ async fn measure(
     }
     .run(&gateway, http)
     .await?;
+    progress("resolve");
     let resolve = Resolve {
         device,
         known: &phones.known,
@@ -248,6 +265,7 @@ async fn measure(
         lid_jid: &target.lid_jid,
         client: &client,
     };
+    progress("block");
     let block = Block {
         target: &target,
         rounds: (config.samples / 4).max(5),
@@ -262,14 +280,16 @@ async fn measure(
     .run(&api, &control)
     .await?;
     // Every device's events, then the block again with the device's webhook in place.
+    progress("events");
     let events = events::Events {
         devices: &devices,
         target_jid: target.jid,
-        rounds: 2,
+        rounds: config.event_rounds,
         concurrency: config.event_concurrency,
     }
     .run(&api, &control)
     .await?;
+    progress("block with webhook");
     let block_with_webhook = Block {
         target: &target,
         rounds: (config.samples / 4).max(5),
@@ -278,6 +298,7 @@ async fn measure(
     .await?;
     let _ = tokio::time::timeout(Duration::from_secs(10), bot.shutdown()).await;
 
+    progress("restore");
     let (restore, restored) = Restore {
         gateway,
         database_url,
@@ -287,6 +308,7 @@ async fn measure(
     }
     .run(config, &control, http)
     .await?;
+    progress("outage");
     let outage = Outage {
         devices: config.devices,
     }

@@ -56,10 +56,13 @@ impl Deliverer {
         sealer: Arc<Sealer>,
         config: DeliveryConfig,
     ) -> anyhow::Result<Arc<Self>> {
+        // Claims, outcomes and pruning: a database crash that loses the last of them only means
+        // that events are delivered again, so their commits do not wait for the disk.
+        let connections = u32::try_from(config.concurrency.clamp(1, 8)).unwrap_or(8);
         Ok(Arc::new(Self {
             sender: Sender::new(config.allow_private)?,
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
-            db,
+            db: crate::store::unflushed_commits(&db, connections),
             sealer,
             config,
             wake: Notify::new(),
@@ -233,16 +236,8 @@ impl Deliverer {
             self.record(&claim, &Sent::default(), &Outcome::Skip).await;
             return;
         }
-        let secrets = match webhooks::signing_secrets(
-            &self.db,
-            &self.sealer,
-            claim.device_id,
-            claim.webhook_id,
-        )
-        .await
-        {
-            Ok(secrets) if !secrets.is_empty() => secrets,
-            Ok(_) => return,
+        let secrets = match webhooks::claim_secrets(&self.sealer, &claim) {
+            Ok(secrets) => secrets,
             Err(err) => {
                 tracing::error!(error = %err, "webhook secret not readable");
                 let sent = Sent {

@@ -1,7 +1,7 @@
 //! A WhatsApp user as the gateway answers it: both halves of its identity where known (phone
 //! number and LID) and the names learned for it.
 
-use super::jid::{Lid, PhoneNumber};
+use super::jid::{ContactId, Lid, PhoneNumber};
 
 /// Names known for a user. Empty fields are `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +34,16 @@ pub struct Identity {
     pub phone: Option<PhoneNumber>,
     pub lid: Option<Lid>,
     pub names: Names,
+}
+
+impl From<ContactId> for Identity {
+    /// The half of the identity one identifier gives.
+    fn from(id: ContactId) -> Self {
+        match id {
+            ContactId::Phone(phone) => Self::new(Some(phone), None),
+            ContactId::Lid(lid) => Self::new(None, Some(lid)),
+        }
+    }
 }
 
 impl Identity {

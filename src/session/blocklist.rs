@@ -19,6 +19,7 @@ use super::state::SessionError;
 use super::whatsapp::call;
 use crate::domain::EventKind;
 use crate::domain::{ContactId, DeviceScope, Identity, Lid, PhoneNumber};
+use crate::store::events::Wakeup;
 use crate::store::{StoreError, blocklists, identities};
 
 /// The block list as WhatsApp answers it: its hash and the blocked users.
@@ -187,8 +188,8 @@ pub enum ChangeSource<'a> {
 struct Change {
     prev_dhash: Option<String>,
     added: Vec<Identity>,
-    /// As the snapshot listed them (their other half is looked up when the event is built).
-    removed: Vec<ContactId>,
+    /// As the snapshot knew them (a half that is missing is looked up when the event is built).
+    removed: Vec<Identity>,
 }
 
 /// The change from `previous` to `list`, if anything changed. Entries match when any of their
@@ -196,7 +197,7 @@ struct Change {
 /// With no snapshot there is nothing to compare with: the first read is the baseline, and an
 /// API change is described by its target.
 fn diff(
-    previous: Option<&blocklists::Snapshot>,
+    previous: Option<&Blocklist>,
     list: &Blocklist,
     source: &ChangeSource<'_>,
 ) -> Option<Change> {
@@ -214,35 +215,27 @@ fn diff(
                 block: false,
                 target,
             } => Some(Change {
-                removed: target
-                    .lid
-                    .clone()
-                    .map(ContactId::Lid)
-                    .or_else(|| target.phone.clone().map(ContactId::Phone))
-                    .into_iter()
-                    .collect(),
+                removed: vec![(*target).clone()],
                 ..Change::default()
             }),
         };
     };
-    let before: Vec<ContactId> = previous
-        .items
-        .iter()
-        .filter_map(|jid| ContactId::from_wire(jid))
-        .collect();
-    let listed = |id: &ContactId, identity: &Identity| match id {
-        ContactId::Phone(phone) => identity.phone.as_ref() == Some(phone),
-        ContactId::Lid(lid) => identity.lid.as_ref() == Some(lid),
+    let listed = |entries: &[BlockedUser], identity: &Identity| {
+        entries
+            .iter()
+            .any(|entry| entry.identity.same_user(identity))
     };
     let added: Vec<Identity> = list
         .items
         .iter()
-        .filter(|item| !before.iter().any(|id| listed(id, &item.identity)))
+        .filter(|item| !listed(&previous.items, &item.identity))
         .map(|item| item.identity.clone())
         .collect();
-    let removed: Vec<ContactId> = before
-        .into_iter()
-        .filter(|id| !list.items.iter().any(|item| listed(id, &item.identity)))
+    let removed: Vec<Identity> = previous
+        .items
+        .iter()
+        .filter(|entry| !listed(&list.items, &entry.identity))
+        .map(|entry| entry.identity.clone())
         .collect();
     if added.is_empty() && removed.is_empty() {
         return None;
@@ -254,6 +247,40 @@ fn diff(
     })
 }
 
+/// Each identity with its missing half where the device knows it (one lookup for all of them,
+/// none when every identity is whole).
+async fn completed(
+    db: &PgPool,
+    scope: &DeviceScope,
+    identities: &[Identity],
+) -> Result<Vec<Identity>, StoreError> {
+    let halves: Vec<ContactId> = identities
+        .iter()
+        .filter(|identity| identity.phone.is_none() || identity.lid.is_none())
+        .filter_map(|identity| {
+            identity
+                .lid
+                .clone()
+                .map(ContactId::Lid)
+                .or_else(|| identity.phone.clone().map(ContactId::Phone))
+        })
+        .collect();
+    if halves.is_empty() {
+        return Ok(identities.to_vec());
+    }
+    let found = identities::complete(db, scope, &halves).await?;
+    Ok(identities
+        .iter()
+        .map(|identity| {
+            found
+                .iter()
+                .find(|known| identity.same_user(known))
+                .cloned()
+                .unwrap_or_else(|| identity.clone())
+        })
+        .collect())
+}
+
 impl Change {
     /// The event, with the phone number of every contact whose mapping is known.
     async fn event(
@@ -263,27 +290,8 @@ impl Change {
         list: &Blocklist,
         source: &ChangeSource<'_>,
     ) -> Result<Pending, StoreError> {
-        let removed = identities::complete(db, scope, &self.removed).await?;
-        let mut users: Vec<ContactId> = Vec::new();
-        for identity in &self.added {
-            if identity.phone.is_none()
-                && let Some(lid) = &identity.lid
-            {
-                users.push(ContactId::Lid(lid.clone()));
-            }
-        }
-        let completed = identities::complete(db, scope, &users).await?;
-        let added: Vec<serde_json::Value> = self
-            .added
-            .iter()
-            .map(|identity| {
-                let known = completed
-                    .iter()
-                    .find(|c| identity.same_user(c))
-                    .unwrap_or(identity);
-                outbox::contact(known)
-            })
-            .collect();
+        let added = completed(db, scope, &self.added).await?;
+        let removed = completed(db, scope, &self.removed).await?;
         let source = match source {
             ChangeSource::Phone => "phone",
             ChangeSource::Api { .. } => "api",
@@ -292,13 +300,39 @@ impl Change {
             EventKind::Blocklist,
             serde_json::json!({
                 "source": source,
-                "added": added,
+                "added": added.iter().map(outbox::contact).collect::<Vec<_>>(),
                 "removed": removed.iter().map(outbox::contact).collect::<Vec<_>>(),
                 "count": list.items.len(),
                 "dhash": list.dhash,
                 "prev_dhash": self.prev_dhash,
             }),
         ))
+    }
+}
+
+impl Blocklist {
+    /// The list a stored snapshot describes (each entry known by the JID it is listed under).
+    fn from_snapshot(snapshot: blocklists::Snapshot) -> Self {
+        Self {
+            dhash: snapshot.dhash,
+            items: snapshot
+                .items
+                .into_iter()
+                .map(|jid| BlockedUser {
+                    identity: ContactId::from_wire(&jid)
+                        .map(Identity::from)
+                        .unwrap_or_default(),
+                    jid,
+                })
+                .collect(),
+        }
+    }
+
+    fn snapshot(&self) -> blocklists::Snapshot {
+        blocklists::Snapshot {
+            dhash: self.dhash.clone(),
+            items: self.items.iter().map(|item| item.jid.clone()).collect(),
+        }
     }
 }
 
@@ -321,9 +355,20 @@ struct ViewEntry {
 #[derive(Default)]
 pub struct BlocklistCache {
     entry: Mutex<ViewEntry>,
-    /// One refresh at a time: two notifications in a row start two refreshes, and the one
-    /// that read the older list must not store it after the newer one.
-    refreshing: tokio::sync::Mutex<()>,
+    /// The snapshot as this node last stored or read it, behind the device's turn: one refresh
+    /// or change at a time (two notifications in a row start two refreshes, and the one that
+    /// read the older list must not store it after the newer one).
+    held: tokio::sync::Mutex<Held>,
+}
+
+/// What this node knows of the device's stored snapshot.
+#[derive(Default)]
+enum Held {
+    /// Not read yet: the store says.
+    #[default]
+    Unread,
+    /// The snapshot as stored (`None`: none is).
+    Known(Option<Blocklist>),
 }
 
 impl BlocklistCache {
@@ -361,12 +406,19 @@ impl BlocklistCache {
         entry.generation += 1;
         entry.view = None;
     }
+
+    /// Forgets the snapshot as well (it was erased from the store).
+    pub async fn forget(&self) {
+        *self.held.lock().await = Held::Unread;
+        self.invalidate();
+    }
 }
 
 /// A device's block list: its snapshot in the store, its cached answer, and the client that
 /// reads and changes it on WhatsApp.
 pub struct DeviceBlocklist<'a> {
     pub db: &'a PgPool,
+    pub wakeup: &'a Wakeup,
     pub scope: &'a DeviceScope,
     pub cache: &'a BlocklistCache,
     pub client: &'a Arc<Client>,
@@ -374,12 +426,30 @@ pub struct DeviceBlocklist<'a> {
 }
 
 impl DeviceBlocklist<'_> {
+    /// The snapshot as stored, read once per session of the node and then kept with each save.
+    async fn held<'h>(&self, held: &'h mut Held) -> Result<Option<&'h Blocklist>, SessionError> {
+        if matches!(held, Held::Unread) {
+            let stored = blocklists::get(self.db, self.scope).await?;
+            *held = Held::Known(stored.map(Blocklist::from_snapshot));
+        }
+        Ok(match held {
+            Held::Known(list) => list.as_ref(),
+            Held::Unread => None,
+        })
+    }
+
+    async fn held_snapshot(&self) -> Result<Option<blocklists::Snapshot>, SessionError> {
+        let mut held = self.cache.held.lock().await;
+        Ok(self.held(&mut held).await?.map(Blocklist::snapshot))
+    }
+
     /// Stores WhatsApp's answer as the device's snapshot, teaches the LID/phone pairs its
     /// items carried (through the client, so its own cache learns them too), appends the
     /// `privacy.blocklist` event for what changed since the snapshot (in the snapshot's
     /// transaction), and forgets the cached answer. The only writer of the snapshot.
-    pub async fn save(
+    async fn save(
         &self,
+        held: &mut Held,
         list: &Blocklist,
         source: ChangeSource<'_>,
     ) -> Result<(), SessionError> {
@@ -405,32 +475,79 @@ impl DeviceBlocklist<'_> {
         {
             tracing::warn!(error = %err, "block-list mappings not stored");
         }
-        let snapshot = blocklists::Snapshot {
-            dhash: list.dhash.clone(),
-            items: list.items.iter().map(|item| item.jid.clone()).collect(),
-        };
-        let mut tx = self.db.begin().await.map_err(StoreError::from)?;
-        let previous = blocklists::get_for_update(&mut tx, self.scope).await?;
+        let snapshot = list.snapshot();
+        // Against the snapshot this node holds, in one round trip when the store still holds
+        // the same one.
+        let previous = self.held(held).await?.cloned();
         let change = diff(previous.as_ref(), list, &source);
-        blocklists::put(&mut tx, self.scope, &snapshot).await?;
-        if let Some(change) = change {
-            let event = change.event(self.db, self.scope, list, &source).await?;
-            outbox::append_in(&mut tx, self.scope, &[event]).await?;
+        let event = match change {
+            Some(change) => Some(change.event(self.db, self.scope, list, &source).await?),
+            None => None,
+        };
+        let expected = previous.as_ref().map(|p| p.dhash.as_str());
+        let saved = blocklists::replace(
+            self.db,
+            self.scope,
+            expected,
+            &snapshot,
+            event.as_ref().map(|e| (e.kind.name(), &e.data)),
+        )
+        .await?;
+        let appended = match saved {
+            blocklists::Replaced::Saved => {
+                if let Some(event) = &event {
+                    crate::metrics::event_created(event.kind);
+                }
+                event.is_some()
+            }
+            // Someone else wrote the snapshot (another node, during a hand-off): compare with
+            // what is stored, under its lock.
+            blocklists::Replaced::Stale => self.save_locked(list, &snapshot, &source).await?,
+            blocklists::Replaced::Gone => false,
+        };
+        if appended {
+            self.wakeup.committed();
         }
-        tx.commit().await.map_err(StoreError::from)?;
+        *held = Held::Known(Some(list.clone()));
         self.cache.invalidate();
         Ok(())
+    }
+
+    /// The save against the stored snapshot, locked until it is replaced; answers whether an
+    /// event was appended.
+    async fn save_locked(
+        &self,
+        list: &Blocklist,
+        snapshot: &blocklists::Snapshot,
+        source: &ChangeSource<'_>,
+    ) -> Result<bool, SessionError> {
+        let mut tx = self.db.begin().await.map_err(StoreError::from)?;
+        let previous = blocklists::get_for_update(&mut tx, self.scope)
+            .await?
+            .map(Blocklist::from_snapshot);
+        let change = diff(previous.as_ref(), list, source);
+        blocklists::put(&mut tx, self.scope, snapshot).await?;
+        let appended = match change {
+            Some(change) => {
+                let event = change.event(self.db, self.scope, list, source).await?;
+                outbox::append_in(&mut tx, self.scope, &[event]).await?;
+                true
+            }
+            None => false,
+        };
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(appended)
     }
 
     /// Brings the snapshot up to date with WhatsApp (one round trip with the hash it holds);
     /// answers whether the list changed.
     pub async fn refresh(&self) -> Result<bool, SessionError> {
-        let _turn = self.cache.refreshing.lock().await;
-        let held = blocklists::get(self.db, self.scope).await?.map(|s| s.dhash);
-        match fetch(self.client, self.timeout, held.as_deref()).await? {
+        let mut held = self.cache.held.lock().await;
+        let dhash = self.held(&mut held).await?.map(|list| list.dhash.clone());
+        match fetch(self.client, self.timeout, dhash.as_deref()).await? {
             Fetched::Unchanged => Ok(false),
             Fetched::List(list) => {
-                self.save(&list, ChangeSource::Phone).await?;
+                self.save(&mut held, &list, ChangeSource::Phone).await?;
                 Ok(true)
             }
         }
@@ -445,10 +562,11 @@ impl DeviceBlocklist<'_> {
     ) -> Result<Blocklist, SessionError> {
         // In turn with refreshes: a refresh prompted by a notification of this very change must
         // find it saved (and then unchanged), or it would report it as made on the phone.
-        let _turn = self.cache.refreshing.lock().await;
+        let mut held = self.cache.held.lock().await;
         let list = send_change(self.client, self.timeout, block, lid, phone).await?;
         let target = Identity::new(phone.cloned(), Some(lid.clone()));
         self.save(
+            &mut held,
             &list,
             ChangeSource::Api {
                 block,
@@ -473,11 +591,11 @@ impl DeviceBlocklist<'_> {
         let mut stored = if refresh {
             None
         } else {
-            blocklists::get(self.db, self.scope).await?
+            self.held_snapshot().await?
         };
         if stored.is_none() {
             self.refresh().await?;
-            stored = blocklists::get(self.db, self.scope).await?;
+            stored = self.held_snapshot().await?;
         }
         let snapshot = stored.unwrap_or_else(|| blocklists::Snapshot {
             dhash: String::new(),

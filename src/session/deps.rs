@@ -10,6 +10,7 @@ use wacore::store::traits::Backend;
 
 use super::ownership::Ownership;
 use crate::domain::DeviceId;
+use crate::store::events::Wakeup;
 
 /// Session settings (from `wuts serve`'s configuration).
 #[derive(Debug, Clone)]
@@ -62,6 +63,8 @@ pub struct SessionDeps {
     pub ownership: Ownership,
     /// whatsapp-rust's HTTP client (version fetch, media), one for every session of the process.
     pub http: Arc<dyn whatsapp_rust::http::HttpClient>,
+    /// Wakes the delivery workers once a transaction that appended events has committed.
+    pub wakeup: Wakeup,
 }
 
 /// whatsapp-rust's caches for one gateway session. The defaults are WhatsApp Web's, for one

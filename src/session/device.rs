@@ -87,7 +87,7 @@ impl DeviceSession {
         }
         self.caches().groups_reported.reported(&changes);
         let events: Vec<_> = changes.iter().map(GroupChange::event).collect();
-        outbox::emit(db, &self.scope, &events).await;
+        outbox::emit(db, self.handle.wakeup(), &self.scope, &events).await;
         let (db, scope, client, timeout) =
             (db.clone(), self.scope, self.client.clone(), self.timeout());
         tokio::spawn(async move {
@@ -99,6 +99,7 @@ impl DeviceSession {
     pub fn blocklist<'a>(&'a self, db: &'a PgPool) -> DeviceBlocklist<'a> {
         DeviceBlocklist {
             db,
+            wakeup: self.handle.wakeup(),
             scope: &self.scope,
             cache: &self.handle.caches().blocklist,
             client: &self.client,

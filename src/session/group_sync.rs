@@ -16,6 +16,7 @@ use super::group_events::{ChangeKind, GroupChange, person};
 use super::outbox;
 use crate::domain::{DeviceScope, GroupJid, Identity};
 use crate::store::StoreError;
+use crate::store::events::Wakeup;
 use crate::store::group_snapshots;
 
 /// A group's state as stored: what the events compare.
@@ -142,6 +143,7 @@ pub fn diff(group: &GroupJid, before: Option<&Value>, after: Option<&Value>) -> 
 /// differences, in the transaction that stores the new state. The first read is the baseline.
 pub async fn reconcile(
     db: &PgPool,
+    wakeup: &Wakeup,
     scope: &DeviceScope,
     client: &Arc<Client>,
     timeout: Duration,
@@ -178,6 +180,9 @@ pub async fn reconcile(
     group_snapshots::replace_all(&mut tx, scope, &rows).await?;
     outbox::append_in(&mut tx, scope, &events).await?;
     tx.commit().await?;
+    if !events.is_empty() {
+        wakeup.committed();
+    }
     Ok(events.len())
 }
 

@@ -17,6 +17,7 @@ use super::deps::SessionConfig;
 use super::pacing::Pacer;
 use super::state::{PairingCode, PairingQr, SessionError, SessionState, SessionStatus};
 use crate::domain::{DeviceId, DeviceScope, PhoneNumber, TenantId};
+use crate::store::events::Wakeup;
 
 /// Slack on top of the WhatsApp timeout for commands that also stop or start a client.
 const COMMAND_SLACK: Duration = Duration::from_secs(15);
@@ -32,6 +33,7 @@ pub struct DeviceHandle {
     connect_wait: Duration,
     pacer: Arc<Pacer>,
     caches: Arc<DeviceCaches>,
+    wakeup: Wakeup,
 }
 
 impl DeviceHandle {
@@ -42,6 +44,7 @@ impl DeviceHandle {
         client: watch::Receiver<Option<Arc<Client>>>,
         config: &SessionConfig,
         caches: Arc<DeviceCaches>,
+        wakeup: Wakeup,
     ) -> Self {
         Self {
             scope,
@@ -53,6 +56,7 @@ impl DeviceHandle {
             connect_wait: config.connect_wait,
             pacer: Arc::new(Pacer::new(config.pace)),
             caches,
+            wakeup,
         }
     }
 
@@ -79,6 +83,11 @@ impl DeviceHandle {
     /// What lives with the device while its session runs.
     pub fn caches(&self) -> &DeviceCaches {
         &self.caches
+    }
+
+    /// Wakes the delivery workers after events are committed.
+    pub fn wakeup(&self) -> &Wakeup {
+        &self.wakeup
     }
 
     /// The session's state now.

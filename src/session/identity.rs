@@ -15,10 +15,11 @@ use serde_json::Value;
 use crate::domain::{ContactId, DeviceScope, EventKind, Identity};
 use crate::session::outbox::{self, Pending};
 use crate::store::StoreError;
+use crate::store::events::Wakeup;
 use crate::store::identities::{self, NameUpdate};
 
 /// Records the names an event carries.
-pub(crate) async fn record_event(db: &PgPool, scope: &DeviceScope, event: &Event) {
+pub(crate) async fn record_event(db: &PgPool, wakeup: &Wakeup, scope: &DeviceScope, event: &Event) {
     let update = match event {
         Event::PushNameUpdate(update) => NameUpdate {
             jid: update.jid.to_non_ad_string(),
@@ -44,7 +45,7 @@ pub(crate) async fn record_event(db: &PgPool, scope: &DeviceScope, event: &Event
     if update.is_empty() {
         return;
     }
-    if let Err(err) = record(db, scope, &[update]).await {
+    if let Err(err) = record(db, wakeup, scope, &[update]).await {
         tracing::warn!(error = %err, "recording contact names failed");
     }
 }
@@ -54,6 +55,7 @@ pub(crate) async fn record_event(db: &PgPool, scope: &DeviceScope, event: &Event
 /// phone number both).
 async fn record(
     db: &PgPool,
+    wakeup: &Wakeup,
     scope: &DeviceScope,
     updates: &[NameUpdate],
 ) -> Result<(), StoreError> {
@@ -78,6 +80,9 @@ async fn record(
         }
         let events: Vec<Pending> = events.into_iter().map(|(_, e)| e).collect();
         outbox::append_in(&mut tx, scope, &events).await?;
+        tx.commit().await?;
+        wakeup.committed();
+        return Ok(());
     }
     tx.commit().await?;
     Ok(())
@@ -89,6 +94,7 @@ async fn record(
 /// `participant`.
 pub(crate) async fn record_message_sender(
     db: &PgPool,
+    wakeup: &Wakeup,
     scope: &DeviceScope,
     client: Option<Arc<Client>>,
     node: &Node,
@@ -130,7 +136,7 @@ pub(crate) async fn record_message_sender(
         ..NameUpdate::default()
     })
     .collect();
-    if let Err(err) = record(db, scope, &updates).await {
+    if let Err(err) = record(db, wakeup, scope, &updates).await {
         tracing::warn!(error = %err, "recording a push name failed");
     }
     if let (Some(lid), Some(phone), Some(client)) = (lid, phone, client)

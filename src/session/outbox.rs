@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::domain::{DeviceScope, EventKind, Identity, PhoneNumber};
 use crate::store::StoreError;
-use crate::store::events;
+use crate::store::events::{self, Wakeup};
 
 /// An event about to be appended.
 #[derive(Debug, Clone)]
@@ -46,7 +46,8 @@ pub fn account(jid: &str) -> Value {
     json!({"jid": jid, "phone_number": phone})
 }
 
-/// Appends events inside the caller's transaction.
+/// Appends events inside the caller's transaction; the caller wakes the delivery workers once
+/// it has committed ([`Wakeup::committed`]).
 pub async fn append_in(
     conn: &mut PgConnection,
     scope: &DeviceScope,
@@ -59,9 +60,10 @@ pub async fn append_in(
     Ok(())
 }
 
-/// Appends events in a transaction of their own. A failure is logged: the state change they
-/// describe already happened (callers that can, append in the change's own transaction).
-pub async fn emit(db: &PgPool, scope: &DeviceScope, pending: &[Pending]) {
+/// Appends events in a transaction of their own, and wakes the delivery workers. A failure is
+/// logged: the state change they describe already happened (callers that can, append in the
+/// change's own transaction).
+pub async fn emit(db: &PgPool, wakeup: &Wakeup, scope: &DeviceScope, pending: &[Pending]) {
     if pending.is_empty() {
         return;
     }
@@ -72,7 +74,8 @@ pub async fn emit(db: &PgPool, scope: &DeviceScope, pending: &[Pending]) {
         Ok::<(), StoreError>(())
     }
     .await;
-    if let Err(err) = result {
-        tracing::error!(error = %err, "appending events failed");
+    match result {
+        Ok(()) => wakeup.committed(),
+        Err(err) => tracing::error!(error = %err, "appending events failed"),
     }
 }

@@ -16,6 +16,7 @@ use super::handle::DeviceHandle;
 use super::ownership::Ownership;
 use super::state::{SessionState, SessionStatus};
 use crate::domain::{DeviceId, DeviceScope};
+use crate::store::events::Wakeup;
 use crate::store::sessions;
 
 /// How long a restored device may take to connect before its restore slot goes to the next.
@@ -39,6 +40,7 @@ impl SessionPool {
         let (ownership, mut lost) = Ownership::start(db.clone(), lock_options, node_id).await?;
         let pool = Arc::new(Self {
             deps: Arc::new(SessionDeps {
+                wakeup: Wakeup::start(db.clone()),
                 db,
                 config,
                 keys,
@@ -109,6 +111,7 @@ impl SessionPool {
             client_rx,
             &self.deps.config,
             caches.clone(),
+            self.deps.wakeup.clone(),
         );
         let actor = DeviceActor::new(scope, self.deps.clone(), state, client_tx, caches);
         let span = tracing::info_span!(

@@ -4,7 +4,7 @@
 use sqlx::{PgConnection, PgPool};
 
 use super::StoreError;
-use crate::domain::{DeviceId, DeviceScope, TenantId};
+use crate::domain::{DeviceId, DeviceScope, EventId, TenantId};
 
 /// The block list as WhatsApp last described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,46 @@ pub async fn put(
         // The device was deleted meanwhile: nothing to keep.
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => Ok(()),
         _ => Err(err.into()),
+    })
+}
+
+/// What [`replace`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    Saved,
+    /// The stored snapshot is not the one the caller expected: nothing was written.
+    Stale,
+    /// The device is gone (or not the tenant's): nothing was written.
+    Gone,
+}
+
+/// Replaces the snapshot, if the stored one has the hash `expected` (`None`: there is none),
+/// and appends the event describing the change, in one round trip and one transaction
+/// (`wuts_save_blocklist`, migration 0008). The caller wakes the delivery workers.
+pub async fn replace(
+    pool: &PgPool,
+    scope: &DeviceScope,
+    expected: Option<&str>,
+    snapshot: &Snapshot,
+    event: Option<(&str, &serde_json::Value)>,
+) -> Result<Replaced, StoreError> {
+    let outcome = sqlx::query_scalar!(
+        r#"SELECT wuts_save_blocklist($1, $2, $3, $4, $5, $6, $7, $8) AS "outcome!""#,
+        scope.tenant() as TenantId,
+        scope.device() as DeviceId,
+        expected,
+        snapshot.dhash,
+        &snapshot.items,
+        EventId::new() as EventId,
+        event.map(|(name, _)| name),
+        event.map(|(_, data)| data),
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(match outcome.as_str() {
+        "saved" => Replaced::Saved,
+        "stale" => Replaced::Stale,
+        _ => Replaced::Gone,
     })
 }
 

@@ -73,6 +73,21 @@ pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool,
         .map_err(|err| Failure::Connect(err).explain(&shown, &options))
 }
 
+/// A pool on the same database as `pool` whose transactions do not wait for their commit to
+/// reach the disk (`synchronous_commit = off`), for writes that a crash of the database server
+/// may lose without harm: the delivery workers' bookkeeping, whose loss means an event is
+/// delivered again. (A gateway that dies loses nothing committed.) Connections open on first
+/// use.
+pub fn unflushed_commits(pool: &PgPool, max_connections: u32) -> PgPool {
+    let options = (*pool.connect_options())
+        .clone()
+        .options([("synchronous_commit", "off")]);
+    PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options)
+}
+
 /// What went wrong opening the database, told apart so that the advice fits.
 #[derive(Debug)]
 enum Failure {

@@ -323,7 +323,7 @@ impl DeviceActor {
                 }
             }
             Event::PushNameUpdate(_) | Event::ContactUpdate(_) | Event::BusinessStatusUpdate(_) => {
-                identity::record_event(&self.deps.db, &self.scope, event).await;
+                identity::record_event(&self.deps.db, &self.deps.wakeup, &self.scope, event).await;
                 self.contacts_changed();
             }
             Event::GroupUpdate(update) => self.on_group_update(update),
@@ -331,6 +331,7 @@ impl DeviceActor {
                 let client = self.bot.as_ref().map(BotHandle::client);
                 identity::record_message_sender(
                     &self.deps.db,
+                    &self.deps.wakeup,
                     &self.scope,
                     client,
                     &node.get().to_owned(),
@@ -378,6 +379,7 @@ impl DeviceActor {
             self.caches.group_members.forget(&group);
         }
         let db = self.deps.db.clone();
+        let wakeup = self.deps.wakeup.clone();
         let scope = self.scope;
         let timeout = self.deps.config.wa_timeout;
         tokio::spawn(
@@ -407,7 +409,7 @@ impl DeviceActor {
                     events.push(change.event());
                     reported.push(change);
                 }
-                outbox::emit(&db, &scope, &events).await;
+                outbox::emit(&db, &wakeup, &scope, &events).await;
                 if let Some(client) = client.as_ref() {
                     group_sync::refresh(&db, &scope, client, timeout, &reported).await;
                 }
@@ -419,11 +421,12 @@ impl DeviceActor {
     /// Reports the group changes made while the device was away, off the actor's loop.
     fn reconcile_groups(&self, client: Arc<Client>) {
         let db = self.deps.db.clone();
+        let wakeup = self.deps.wakeup.clone();
         let scope = self.scope;
         let timeout = self.deps.config.wa_timeout;
         tokio::spawn(
             async move {
-                match group_sync::reconcile(&db, &scope, &client, timeout).await {
+                match group_sync::reconcile(&db, &wakeup, &scope, &client, timeout).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(events = n, "group changes made while away reported"),
                     Err(err) => tracing::warn!(error = %err, "groups not reconciled"),
@@ -443,6 +446,7 @@ impl DeviceActor {
     fn refresh_blocklist(&self, client: Arc<Client>) {
         let state = self.state.clone();
         let db = self.deps.db.clone();
+        let wakeup = self.deps.wakeup.clone();
         let scope = self.scope;
         let caches = self.caches.clone();
         let timeout = self.deps.config.wa_timeout;
@@ -450,6 +454,7 @@ impl DeviceActor {
             async move {
                 let list = DeviceBlocklist {
                     db: &db,
+                    wakeup: &wakeup,
                     scope: &scope,
                     cache: &caches.blocklist,
                     client: &client,

@@ -381,7 +381,7 @@ impl DeviceActor {
         let db = &self.deps.db;
         crate::store::blocklists::erase(db, &self.scope).await?;
         crate::store::identities::erase_names(db, &self.scope).await?;
-        self.caches.blocklist.invalidate();
+        self.caches.blocklist.forget().await;
         Ok(())
     }
 
@@ -427,8 +427,10 @@ impl DeviceActor {
             Ok::<(), crate::store::StoreError>(())
         }
         .await;
-        if let Err(err) = written {
-            tracing::error!(error = %err, "recording session state failed");
+        match written {
+            Ok(()) if !events.is_empty() => self.deps.wakeup.committed(),
+            Ok(()) => {}
+            Err(err) => tracing::error!(error = %err, "recording session state failed"),
         }
     }
 
@@ -446,7 +448,7 @@ impl DeviceActor {
 
     /// Appends events that change no state of the row.
     pub(super) async fn emit(&self, events: &[Pending]) {
-        outbox::emit(&self.deps.db, &self.scope, events).await;
+        outbox::emit(&self.deps.db, &self.deps.wakeup, &self.scope, events).await;
     }
 }
 
