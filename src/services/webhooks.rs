@@ -92,6 +92,15 @@ impl Webhooks<'_> {
             .ok_or_else(|| Error::NotFound("the device has no webhook".to_owned()))
     }
 
+    /// The device's webhook with its delivery queue as it stands.
+    pub async fn get_with_queue(
+        &self,
+        scope: &DeviceScope,
+    ) -> Result<(Webhook, webhooks::Queue), Error> {
+        let webhook = self.get(scope).await?;
+        Ok((webhook, webhooks::queue(self.db, scope).await?))
+    }
+
     pub async fn delete(&self, scope: &DeviceScope) -> Result<(), Error> {
         if webhooks::delete(self.db, scope).await? {
             Ok(())

@@ -139,6 +139,30 @@ pub async fn get(pool: &PgPool, scope: &DeviceScope) -> Result<Option<Webhook>, 
     .await?)
 }
 
+/// A device's delivery queue: how many deliveries wait, and since when the oldest does.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub pending: i64,
+    pub oldest_queued_at: Option<DateTime<Utc>>,
+}
+
+/// The device's delivery queue (empty when it has no webhook).
+pub async fn queue(pool: &PgPool, scope: &DeviceScope) -> Result<Queue, StoreError> {
+    let row = sqlx::query!(
+        r#"SELECT count(d.position) AS "pending!", min(d.queued_at) AS oldest
+           FROM webhooks w JOIN deliveries d ON d.webhook_id = w.id
+           WHERE w.tenant_id = $1 AND w.device_id = $2"#,
+        scope.tenant() as TenantId,
+        scope.device() as DeviceId,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Queue {
+        pending: row.pending,
+        oldest_queued_at: row.oldest,
+    })
+}
+
 /// Removes the device's webhook and its queue; answers whether there was one.
 pub async fn delete(pool: &PgPool, scope: &DeviceScope) -> Result<bool, StoreError> {
     let done = sqlx::query!(

@@ -390,6 +390,15 @@ async fn failed_deliveries_are_retried_with_the_same_id_and_410_disables() {
         before,
         "nothing goes to a disabled webhook"
     );
+    // The queue shows what waits: the refused event and the one after it.
+    let shown = app
+        .get(&format!("/webhook?device_id={device}"))
+        .token(token)
+        .send()
+        .await;
+    let queue = shown.assert_status(200)["webhook"]["queue"].clone();
+    assert_eq!(queue["pending"], 2, "{queue}");
+    assert!(queue["oldest_pending_at"].is_string(), "{queue}");
     configure(
         &app,
         token,
@@ -414,6 +423,24 @@ async fn failed_deliveries_are_retried_with_the_same_id_and_410_disables() {
         [1, 2, 4, 5],
         "the refused event and the one after it, in order"
     );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = app
+            .get(&format!("/webhook?device_id={device}"))
+            .token(token)
+            .send()
+            .await;
+        let queue = shown.assert_status(200)["webhook"]["queue"].clone();
+        if queue["pending"] == 0 {
+            assert_eq!(queue["oldest_pending_at"], Value::Null);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue did not empty: {queue}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Replay: the stream keeps everything, and any event can be queued again.
     let events = app

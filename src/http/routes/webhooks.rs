@@ -45,6 +45,16 @@ pub struct WebhookView {
     disabled_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+    /// The delivery queue, in `GET /webhook` (ours).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<QueueView>,
+}
+
+/// How many deliveries wait in the device's queue, and since when the oldest does.
+#[derive(Serialize)]
+pub struct QueueView {
+    pending: i64,
+    oldest_pending_at: Option<DateTime<Utc>>,
 }
 
 impl WebhookView {
@@ -61,6 +71,7 @@ impl WebhookView {
             updated_at: webhook.updated_at,
             disabled_reason: webhook.disabled_reason,
             secret,
+            queue: None,
         }
     }
 }
@@ -207,10 +218,13 @@ pub async fn get(
     Query(query): Query<DeviceQuery>,
 ) -> Result<Success<Shown>, ApiError> {
     let device = select_device(&state, &caller, query.device_id).await?;
-    let webhook = service(&state).get(&scope_of(&device)).await?;
-    Ok(Success::ok(Shown {
-        webhook: WebhookView::of(webhook, None),
-    }))
+    let (webhook, queue) = service(&state).get_with_queue(&scope_of(&device)).await?;
+    let mut webhook = WebhookView::of(webhook, None);
+    webhook.queue = Some(QueueView {
+        pending: queue.pending,
+        oldest_pending_at: queue.oldest_queued_at,
+    });
+    Ok(Success::ok(Shown { webhook }))
 }
 
 pub async fn delete(
