@@ -231,9 +231,12 @@ fn diff(
         .filter(|item| !listed(&previous.items, &item.identity))
         .map(|item| item.identity.clone())
         .collect();
+    // An entry the snapshot names by no identifier the gateway reads cannot be matched: it is
+    // not reported as removed.
     let removed: Vec<Identity> = previous
         .items
         .iter()
+        .filter(|entry| entry.identity.phone.is_some() || entry.identity.lid.is_some())
         .filter(|entry| !listed(&list.items, &entry.identity))
         .map(|entry| entry.identity.clone())
         .collect();
@@ -673,6 +676,29 @@ mod tests {
         assert!(!is_blocklist_notification(
             &unmarshal_ref(&bytes[1..]).expect("decode")
         ));
+    }
+
+    #[test]
+    fn a_stored_entry_without_an_identifier_is_never_reported_removed() {
+        let snapshot = blocklists::Snapshot {
+            dhash: "h1".to_owned(),
+            items: vec![
+                "not-a-jid".to_owned(),
+                "5511999990000@s.whatsapp.net".to_owned(),
+            ],
+        };
+        let previous = Blocklist::from_snapshot(snapshot);
+        let list = Blocklist {
+            dhash: "h2".to_owned(),
+            items: Vec::new(),
+        };
+        let change = diff(Some(&previous), &list, &ChangeSource::Phone).expect("a change");
+        assert_eq!(change.removed.len(), 1, "{change:?}");
+        assert_eq!(
+            change.removed[0].phone_digits().as_deref(),
+            Some("5511999990000")
+        );
+        assert!(change.added.is_empty());
     }
 
     #[test]
