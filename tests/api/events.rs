@@ -37,6 +37,16 @@ async fn configure(app: &TestApp, token: &str, device: &str, body: Value) -> Val
         .clone()
 }
 
+/// The device's webhook as `GET /webhook` answers it.
+async fn shown_webhook(app: &TestApp, token: &str, device: &str) -> Value {
+    let shown = app
+        .get(&format!("/webhook?device_id={device}"))
+        .token(token)
+        .send()
+        .await;
+    shown.assert_status(200)["webhook"].clone()
+}
+
 fn verify(secret: &str, received: &crate::receiver::Received) -> bool {
     standardwebhooks::Webhook::new(secret)
         .expect("secret")
@@ -91,12 +101,7 @@ async fn webhooks_are_configured_shown_replaced_and_deleted() {
     assert_eq!(webhook["enabled"], true);
     assert!(webhook["id"].as_str().expect("id").starts_with("wh_"));
 
-    let shown = app
-        .get(&format!("/webhook?device_id={device}"))
-        .token(token)
-        .send()
-        .await;
-    let shown = &shown.assert_status(200)["webhook"];
+    let shown = &shown_webhook(&app, token, &device).await;
     assert!(
         shown.get("secret").is_none(),
         "the secret is never shown again"
@@ -361,12 +366,7 @@ async fn failed_deliveries_are_retried_with_the_same_id_and_410_disables() {
     append(&app, &tenant, &device, 4).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let shown = app
-            .get(&format!("/webhook?device_id={device}"))
-            .token(token)
-            .send()
-            .await;
-        let shown = shown.assert_status(200)["webhook"].clone();
+        let shown = shown_webhook(&app, token, &device).await;
         if shown["enabled"] == false {
             assert!(
                 shown["disabled_reason"]
@@ -391,12 +391,7 @@ async fn failed_deliveries_are_retried_with_the_same_id_and_410_disables() {
         "nothing goes to a disabled webhook"
     );
     // The queue shows what waits: the refused event and the one after it.
-    let shown = app
-        .get(&format!("/webhook?device_id={device}"))
-        .token(token)
-        .send()
-        .await;
-    let queue = shown.assert_status(200)["webhook"]["queue"].clone();
+    let queue = shown_webhook(&app, token, &device).await["queue"].clone();
     assert_eq!(queue["pending"], 2, "{queue}");
     assert!(queue["oldest_pending_at"].is_string(), "{queue}");
     configure(
@@ -425,12 +420,7 @@ async fn failed_deliveries_are_retried_with_the_same_id_and_410_disables() {
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let shown = app
-            .get(&format!("/webhook?device_id={device}"))
-            .token(token)
-            .send()
-            .await;
-        let queue = shown.assert_status(200)["webhook"]["queue"].clone();
+        let queue = shown_webhook(&app, token, &device).await["queue"].clone();
         if queue["pending"] == 0 {
             assert_eq!(queue["oldest_pending_at"], Value::Null);
             break;
