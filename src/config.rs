@@ -49,9 +49,21 @@ pub enum Command {
     /// Maintenance of the stored WhatsApp key material.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// List the gateway nodes running on the database: id, URL, heartbeat age, whether draining,
+    /// and how many devices each serves (`--devices`: which ones). JSON, one object.
+    Nodes(NodesArgs),
     /// Ask a gateway on this machine whether it is alive (`GET /healthz`): exit 0 if it answers
     /// 200 within 3 s, 1 otherwise. For container health checks (the image has no curl).
     Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Also list each node's devices (tenant and device ids).
+    #[arg(long)]
+    pub devices: bool,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +178,51 @@ impl std::fmt::Debug for DatabaseArgs {
     }
 }
 
+/// Running several gateway nodes on one database.
+#[derive(Clone, Args)]
+pub struct NodeArgs {
+    /// The URL other gateway nodes reach this node's API at (for example
+    /// `http://10.0.0.5:8080`). Default: `http://` and the listen address (loopback when it
+    /// listens on every interface).
+    #[arg(long, env = "WUTS_NODE_URL")]
+    pub node_url: Option<String>,
+
+    /// The secret nodes authenticate the requests they forward to each other with (the same on
+    /// every node, at least 16 characters). Required as soon as a second node runs on the
+    /// database; never logged.
+    #[arg(long, env = "WUTS_NODE_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub node_secret: Option<SecretString>,
+
+    /// A node that has not proved alive for this long is declared dead, and its devices are
+    /// taken over by the others (a killed node is noticed sooner: its database connection ends).
+    #[arg(long, env = "WUTS_NODE_TTL", default_value = "6s", value_parser = parse_duration)]
+    pub node_ttl: Duration,
+
+    /// How long a request for a device being handed from one node to another waits for the new
+    /// owner before `DEVICE_NOT_READY`.
+    #[arg(long, env = "WUTS_HANDOFF_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub handoff_wait: Duration,
+
+    /// Devices a node hands over at once (when another node joins, and when it drains).
+    #[arg(long, env = "WUTS_HANDOFF_BATCH", default_value_t = 8)]
+    pub handoff_batch: usize,
+}
+
+impl std::fmt::Debug for NodeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeArgs")
+            .field("node_url", &self.node_url)
+            .field(
+                "node_secret",
+                &self.node_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("node_ttl", &self.node_ttl)
+            .field("handoff_wait", &self.handoff_wait)
+            .field("handoff_batch", &self.handoff_batch)
+            .finish()
+    }
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -204,8 +261,9 @@ pub struct ServeArgs {
     pub body_limit: usize,
 
     /// How long a verified token is remembered before the database is asked again. Rotation,
-    /// deactivation and deletion take effect at once on the node that made them; other nodes
-    /// follow within this time.
+    /// deactivation and deletion are announced to every node, which forget the token at once;
+    /// this bounds how long a node that missed the announcement (its listening connection was
+    /// down) keeps it.
     #[arg(long, env = "WUTS_AUTH_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub auth_cache_ttl: Duration,
 
@@ -231,6 +289,9 @@ pub struct ServeArgs {
     /// `HOSTNAME` variable (a container's name), else `node`.
     #[arg(long, env = "WUTS_NODE_ID")]
     pub node_id: Option<String>,
+
+    #[command(flatten)]
+    pub nodes: NodeArgs,
 
     #[command(flatten)]
     pub store_keys: StoreKeyArgs,
@@ -399,8 +460,47 @@ impl ServeArgs {
             .unwrap_or_else(|| "node".to_owned())
     }
 
+    /// This process's id among gateway nodes: its name (at most 40 characters of it) and a
+    /// random suffix, so that two processes never share one. It is also the `application_name`
+    /// of the process's database connections (at most 63 bytes).
+    pub fn new_node_id(&self) -> String {
+        let name: String = self.node_name().chars().take(40).collect();
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        format!("{name}-{}", &suffix[..12])
+    }
+
+    /// Where other nodes reach this one: `WUTS_NODE_URL`, else the listen address.
+    pub fn node_url(&self) -> String {
+        if let Some(url) = &self.nodes.node_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let mut address = self.listen;
+        if address.ip().is_unspecified() {
+            address.set_ip(match address.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{address}")
+    }
+
     /// Settings that clap cannot check on its own.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(secret) = &self.nodes.node_secret
+            && secret.expose_secret().trim().chars().count() < MIN_MASTER_TOKEN_CHARS
+        {
+            return Err(format!(
+                "WUTS_NODE_SECRET must be at least {MIN_MASTER_TOKEN_CHARS} characters \
+                 (for example the output of `openssl rand -hex 32`), the same on every node"
+            ));
+        }
+        if let Some(url) = &self.nodes.node_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!(
+                "WUTS_NODE_URL `{url}` must be an http:// or https:// URL, such as http://10.0.0.5:8080"
+            ));
+        }
         if let Some(token) = &self.master_token
             && token.expose_secret().trim().chars().count() < MIN_MASTER_TOKEN_CHARS
         {

@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Migrate(db)) => migrate(db).await,
         Some(Command::Tenant(TenantCommand::Create(args))) => create_tenant(args).await,
         Some(Command::Store(StoreCommand::Reseal(args))) => reseal(args).await,
+        Some(Command::Nodes(args)) => list_nodes(args).await,
         Some(Command::Healthcheck(args)) => startup::healthcheck(args.listen).await,
     };
     match result {
@@ -96,6 +97,34 @@ async fn reseal(args: config::StoreResealArgs) -> anyhow::Result<()> {
             report.unreadable()
         );
     }
+    Ok(())
+}
+
+async fn list_nodes(args: config::NodesArgs) -> anyhow::Result<()> {
+    let pool = startup::open_database(&args.database.database_url, 2).await?;
+    let nodes = store::nodes::report(&pool).await?;
+    let mut shown = Vec::new();
+    for node in nodes {
+        let mut entry = serde_json::json!({
+            "id": node.id,
+            "url": node.url,
+            "draining": node.draining,
+            "started_at": node.started_at,
+            "heartbeat_age_seconds": (node.heartbeat_age_seconds * 10.0).round() / 10.0,
+            "devices": node.devices,
+        });
+        if args.devices {
+            let devices: Vec<serde_json::Value> = store::nodes::devices_of(&pool, &node.id)
+                .await?
+                .into_iter()
+                .map(|scope| serde_json::json!({"tenant_id": scope.tenant(), "device_id": scope.device()}))
+                .collect();
+            entry["device_ids"] = serde_json::Value::Array(devices);
+        }
+        shown.push(entry);
+    }
+    pool.close().await;
+    println!("{}", serde_json::json!({ "nodes": shown }));
     Ok(())
 }
 

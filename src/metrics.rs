@@ -103,6 +103,29 @@ fn describe() {
         QUEUE_OLDEST,
         "Age in seconds of the oldest webhook delivery waiting (sampled)"
     );
+    describe_gauge!(
+        NODES_LIVE,
+        "Gateway nodes alive on the database, this one included"
+    );
+    describe_gauge!(
+        DEVICES_OWNED,
+        "Devices this node serves (holds the lock and lease of; sampled)"
+    );
+    describe_counter!(
+        FORWARDED,
+        "Requests forwarded to the node serving their device, by outcome (answered, failed)"
+    );
+    describe_histogram!(
+        FORWARD_DURATION,
+        Unit::Seconds,
+        "Seconds a forwarded request took, to the owner's answer"
+    );
+    describe_counter!(HANDOFFS, "Devices this node handed to another node");
+    describe_counter!(
+        TAKEOVERS,
+        "Devices this node took over, by how (handed: given by their owner; orphan: nobody served them)"
+    );
+    describe_counter!(NODES_DEAD, "Other gateway nodes this node declared dead");
 }
 
 /// Device sessions running on this node, by status.
@@ -167,6 +190,48 @@ pub fn delivery_backlog(pending: i64, oldest_seconds: f64) {
     metrics::gauge!(QUEUE_OLDEST).set(oldest_seconds);
 }
 
+/// Live gateway nodes.
+pub const NODES_LIVE: &str = "wuts_nodes_live";
+/// Devices this node serves.
+pub const DEVICES_OWNED: &str = "wuts_devices_owned";
+/// Requests forwarded to another node, by outcome.
+pub const FORWARDED: &str = "wuts_forwarded_requests_total";
+/// Latency of forwarded requests in seconds.
+pub const FORWARD_DURATION: &str = "wuts_forwarded_request_duration_seconds";
+/// Devices handed to another node.
+pub const HANDOFFS: &str = "wuts_handoffs_total";
+/// Devices taken over, by how.
+pub const TAKEOVERS: &str = "wuts_takeovers_total";
+/// Other nodes declared dead.
+pub const NODES_DEAD: &str = "wuts_nodes_declared_dead_total";
+
+pub fn nodes_live(count: usize) {
+    metrics::gauge!(NODES_LIVE).set(count as f64);
+}
+
+pub fn devices_owned(count: usize) {
+    metrics::gauge!(DEVICES_OWNED).set(count as f64);
+}
+
+pub fn request_forwarded(took: Duration, answered: bool) {
+    let outcome = if answered { "answered" } else { "failed" };
+    metrics::counter!(FORWARDED, "outcome" => outcome).increment(1);
+    metrics::histogram!(FORWARD_DURATION).record(took.as_secs_f64());
+}
+
+pub fn device_handed_off() {
+    metrics::counter!(HANDOFFS).increment(1);
+}
+
+pub fn device_taken(handed: bool) {
+    let how = if handed { "handed" } else { "orphan" };
+    metrics::counter!(TAKEOVERS, "how" => how).increment(1);
+}
+
+pub fn node_declared_dead() {
+    metrics::counter!(NODES_DEAD).increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +248,12 @@ mod tests {
         delivery_outcome("delivered");
         delivery_latency(0.02);
         delivery_backlog(1, 2.0);
+        nodes_live(2);
+        devices_owned(3);
+        request_forwarded(Duration::from_millis(2), true);
+        device_handed_off();
+        device_taken(true);
+        node_declared_dead();
         metrics::counter!(HTTP_REQUESTS, "status" => "200").increment(1);
         metrics::histogram!(HTTP_DURATION).record(0.001);
         metrics::gauge!(DEVICES, "status" => "connected").set(1.0);
@@ -192,7 +263,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .filter_map(|l| l.split_whitespace().next())
             .collect();
-        assert_eq!(typed.len(), 13, "{text}");
+        assert_eq!(typed.len(), 20, "{text}");
         for name in typed {
             assert!(
                 text.contains(&format!("# HELP {name} ")),

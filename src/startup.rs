@@ -16,6 +16,7 @@ use crate::delivery::Deliverer;
 use crate::http::auth::{MasterToken, TokenCache};
 use crate::http::state::AppState;
 use crate::http::{self, HttpLimits};
+use crate::session::cluster::ClusterConfig;
 use crate::session::keys::PgKeyStore;
 use crate::session::{SessionConfig, SessionPool};
 use crate::store;
@@ -59,8 +60,28 @@ pub fn session_config(config: &ServeArgs) -> SessionConfig {
 /// The WhatsApp Web version a test build announces to the stand-in.
 const TEST_SERVER_VERSION: (u32, u32, u32) = (2, 3000, 1_000_000);
 
-/// Builds the router and the session pool over an open database pool.
+/// Builds the router and the session pool over an open database pool, for a node of a new id.
 pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> {
+    build_node(pool, config, config.new_node_id()).await
+}
+
+/// How the node takes part among several, from its configuration.
+pub fn cluster_config(config: &ServeArgs, node_id: String) -> ClusterConfig {
+    ClusterConfig {
+        node_id,
+        url: config.node_url(),
+        ttl: config.nodes.node_ttl,
+        handoff_wait: config.nodes.handoff_wait,
+        handoff_batch: config.nodes.handoff_batch.max(1),
+    }
+}
+
+/// Builds the router and the session pool over an open database pool, for node `node_id`.
+pub async fn build_node(
+    pool: PgPool,
+    config: &ServeArgs,
+    node_id: String,
+) -> anyhow::Result<Gateway> {
     // The recorder first: what the gateway records from its first request on is kept.
     let _ = crate::metrics::handle();
     let lock_options =
@@ -79,15 +100,18 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
         session_config(config),
         Arc::new(PgKeyStore::new(pool.clone(), sealer)),
         lock_options,
+        cluster_config(config, node_id),
     )
     .await
     .context("opening the device-ownership lock connection")?;
+    let auth_cache = Arc::new(TokenCache::new(
+        config.auth_cache_ttl,
+        config.auth_cache_capacity,
+    ));
+    auth_cache.listen(pool.clone());
     let state = AppState {
         db: pool,
-        auth_cache: Arc::new(TokenCache::new(
-            config.auth_cache_ttl,
-            config.auth_cache_capacity,
-        )),
+        auth_cache,
         master_token: config
             .master_token
             .as_ref()
@@ -98,6 +122,15 @@ pub async fn build(pool: PgPool, config: &ServeArgs) -> anyhow::Result<Gateway> 
             config.tenant_rps,
             config.tenant_burst,
         )),
+        forwarder: Arc::new(
+            http::forward::Forwarder::new(
+                sessions.cluster().node_id().to_owned(),
+                config.nodes.node_secret.clone(),
+                config.request_timeout,
+                config.body_limit,
+            )
+            .context("setting up forwarding between nodes")?,
+        ),
     };
     let router = http::router(
         state,
@@ -130,11 +163,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let pool = open_database(
+    let node_id = config.new_node_id();
+    let pool = store::connect_as(
         &config.database.database_url,
         config.database.db_max_connections,
+        Some(&node_id),
     )
     .await?;
+    store::migrate(&pool)
+        .await
+        .context("applying database migrations")?;
     if config.master_token.is_none() {
         tracing::warn!(
             "WUTS_MASTER_TOKEN is not set: /register, /tenants and /global/tenants answer 403. \
@@ -152,11 +190,12 @@ pub async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let gateway = build(pool.clone(), &config).await?;
+    let gateway = build_node(pool.clone(), &config, node_id.clone()).await?;
     let router = gateway.router;
     let sessions = gateway.sessions;
     let deliveries = gateway.deliveries;
-    tracing::info!(listen = %config.listen, "WUTS gateway listening");
+    join_nodes(&config, &sessions).await?;
+    tracing::info!(listen = %config.listen, node = %node_id, url = %config.node_url(), "WUTS gateway listening");
     let restoring = sessions.clone();
     tokio::spawn(async move {
         let started = std::time::Instant::now();
@@ -178,6 +217,11 @@ pub async fn serve(
         let _ = stop_rx.await;
     }));
     shutdown.await;
+    // Hand the devices to the other nodes first, still answering (forwarding) requests, so
+    // that a rolling restart drops none.
+    sessions
+        .drain(config.shutdown_timeout.max(Duration::from_secs(60)))
+        .await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(());
     match tokio::time::timeout(config.shutdown_timeout, server).await {
@@ -185,10 +229,35 @@ pub async fn serve(
         Err(_) => tracing::warn!("in-flight requests did not finish in time; closing them"),
     }
     sessions.shutdown(config.shutdown_timeout).await;
+    sessions.leave().await;
     deliveries.shutdown(config.shutdown_timeout).await;
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Registers the node among the others. A second node needs the node secret: without it
+/// requests could not be forwarded between them.
+async fn join_nodes(config: &ServeArgs, sessions: &Arc<SessionPool>) -> anyhow::Result<()> {
+    let others = store::nodes::live(sessions.db(), config.nodes.node_ttl)
+        .await
+        .context("reading the node registry")?;
+    if !others.is_empty() && config.nodes.node_secret.is_none() {
+        anyhow::bail!(
+            "{} other gateway node(s) run on this database ({}), and WUTS_NODE_SECRET is not set: \
+             set the same secret (at least 16 characters, e.g. `openssl rand -hex 32`) on every node",
+            others.len(),
+            others
+                .iter()
+                .map(|n| n.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    sessions
+        .join()
+        .await
+        .context("registering the node in the node registry")
 }
 
 /// `wuts healthcheck`: one `GET /healthz` to the gateway listening on `listen`, answered 200

@@ -1,8 +1,10 @@
 //! Per-tenant request budgets, taken by a layer of their own once the caller is known: the
 //! gateway's one rate algorithm ([`crate::domain::rate`]) per tenant, with rate and burst from
 //! the configuration or from the tenant's row when it has its own. Over budget is
-//! `429 RATE_LIMITED` with `Retry-After`. Budgets are per process: N gateway nodes allow a
-//! tenant up to N times its budget, each node still protecting itself.
+//! `429 RATE_LIMITED` with `Retry-After`. With several gateway nodes, each enforces its share:
+//! the budget divided by the number of live nodes (a load balancer spreads a tenant's requests
+//! over them), so the tenant's total stays its budget without a shared counter on every
+//! request. A node that joins or leaves changes every node's share within a second.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -30,12 +32,23 @@ impl Limits {
         // The burst is at least one request; fractions of a request cannot be spent.
         Gcra::new(self.rate, self.burst.max(1.0) as u32)
     }
+
+    /// One node's share of the budget among `nodes`.
+    fn share(self, nodes: usize) -> Self {
+        let nodes = nodes.max(1) as f64;
+        Self {
+            rate: self.rate / nodes,
+            burst: (self.burst / nodes).max(1.0),
+        }
+    }
 }
 
 struct Bucket {
     schedule: Schedule,
     limits: Limits,
     gcra: Gcra,
+    /// The number of nodes `gcra` shares the budget among.
+    shared_by: usize,
     limits_read: Instant,
 }
 
@@ -88,8 +101,10 @@ impl TenantBudgets {
         self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes one request from the tenant's budget, or answers how long to wait.
-    pub async fn take(&self, db: &PgPool, tenant: TenantId) -> Result<(), ApiError> {
+    /// Takes one request from the tenant's budget (its share of it: the budget divided by
+    /// `nodes`, the live gateway nodes), or answers how long to wait.
+    pub async fn take(&self, db: &PgPool, tenant: TenantId, nodes: usize) -> Result<(), ApiError> {
+        let nodes = nodes.max(1);
         let now = Instant::now();
         let stale = self
             .buckets()
@@ -104,15 +119,21 @@ impl TenantBudgets {
         let bucket = buckets.entry(tenant).or_insert_with(|| Bucket {
             schedule: None,
             limits: self.default,
-            gcra: self.default.gcra(),
+            gcra: self.default.share(nodes).gcra(),
+            shared_by: nodes,
             limits_read: now,
         });
         if let Some(limits) = fresh_limits {
             if bucket.limits != limits {
-                bucket.gcra = limits.gcra();
+                bucket.gcra = limits.share(nodes).gcra();
+                bucket.shared_by = nodes;
             }
             bucket.limits = limits;
             bucket.limits_read = now;
+        }
+        if bucket.shared_by != nodes {
+            bucket.gcra = bucket.limits.share(nodes).gcra();
+            bucket.shared_by = nodes;
         }
         bucket
             .gcra

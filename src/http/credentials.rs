@@ -61,7 +61,17 @@ pub struct TokenCache {
     ttl: Duration,
     capacity: usize,
     entries: RwLock<HashMap<TokenHash, (AuthUser, Instant)>>,
+    /// What this node heard announced on [`CREDENTIALS_CHANNEL`] (its own announcements too).
+    heard: tokio::sync::broadcast::Sender<String>,
 }
+
+/// The `NOTIFY` channel on which a node announces that a user's or a tenant's tokens stopped
+/// working (`user:<id>`, `tenant:<id>`): every node forgets them at once.
+pub const CREDENTIALS_CHANNEL: &str = "wuts_credentials";
+
+/// How long a revocation waits to hear its own announcement back (by then every listening node
+/// has been sent it).
+const ANNOUNCE_ECHO: Duration = Duration::from_secs(1);
 
 impl TokenCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
@@ -69,7 +79,75 @@ impl TokenCache {
             ttl,
             capacity: capacity.max(1),
             entries: RwLock::new(HashMap::new()),
+            heard: tokio::sync::broadcast::channel(64).0,
         }
+    }
+
+    /// Listens for other nodes' revocations and forgets what they name. Reconnects after a
+    /// break; what was announced meanwhile is forgotten within the cache's TTL.
+    pub fn listen(self: &std::sync::Arc<Self>, db: sqlx::PgPool) {
+        let cache = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                if let Ok(mut listener) = sqlx::postgres::PgListener::connect_with(&db).await
+                    && listener.listen(CREDENTIALS_CHANNEL).await.is_ok()
+                {
+                    while let Ok(notification) = listener.recv().await {
+                        let Some(cache) = cache.upgrade() else { return };
+                        cache.heard_announcement(notification.payload());
+                    }
+                }
+                if cache.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    fn heard_announcement(&self, payload: &str) {
+        if let Some((kind, id)) = payload.split_once(':')
+            && let Ok(id) = uuid::Uuid::parse_str(id)
+        {
+            match kind {
+                "user" => self.forget_user(UserId(id)),
+                "tenant" => self.forget_tenant(TenantId(id)),
+                _ => {}
+            }
+        }
+        let _ = self.heard.send(payload.to_owned());
+    }
+
+    /// Forgets a user's tokens here and on every node (rotation, role change, deactivation,
+    /// deletion).
+    pub async fn revoke_user(&self, db: &sqlx::PgPool, user_id: UserId) {
+        self.forget_user(user_id);
+        self.announce(db, format!("user:{}", user_id.0)).await;
+    }
+
+    /// Forgets a tenant's tokens here and on every node (tenant deletion).
+    pub async fn revoke_tenant(&self, db: &sqlx::PgPool, tenant_id: TenantId) {
+        self.forget_tenant(tenant_id);
+        self.announce(db, format!("tenant:{}", tenant_id.0)).await;
+    }
+
+    /// Announces `payload`, then waits (briefly) to hear it back: PostgreSQL sends a
+    /// notification to every listener at once, so the answer to the revoking request goes out
+    /// only once the other nodes were sent it too.
+    async fn announce(&self, db: &sqlx::PgPool, payload: String) {
+        let mut heard = self.heard.subscribe();
+        if let Err(err) = crate::store::users::announce_credentials(db, &payload).await {
+            tracing::warn!(error = %err, "cannot announce a revocation to the other nodes");
+            return;
+        }
+        let _ = tokio::time::timeout(ANNOUNCE_ECHO, async {
+            while let Ok(seen) = heard.recv().await {
+                if seen == payload {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 
     pub fn get(&self, hash: &TokenHash) -> Option<AuthUser> {

@@ -4,8 +4,11 @@
 //! without it, the caller's only device. A device of another tenant, or of another user for
 //! role `user`, does not exist as far as the caller can tell (404). What this module yields
 //! ([`DeviceScope`], [`DeviceSession`]) is what services and store functions on device-owned
-//! rows take, so the tenant is on every path. This is where a request for a device served by
-//! another node will be forwarded.
+//! rows take, so the tenant is on every path. This is also where a request for a device served
+//! by another node is sent there ([`ApiError::Elsewhere`], see `http::forward`), and where a
+//! request for a device moving between nodes waits for its new owner.
+
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -15,6 +18,10 @@ use super::state::AppState;
 use crate::domain::{DeviceId, DeviceScope, SessionStatus};
 use crate::session::{DeviceHandle, DeviceSession, SessionError, SessionState};
 use crate::store::devices::{self, Device};
+use crate::store::nodes::{self, Lease, LiveNode};
+
+/// How often a request waiting for a device's new owner asks the registry again.
+const PLACEMENT_POLL: Duration = Duration::from_millis(50);
 
 /// `?device_id=` on device-scoped routes.
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +55,7 @@ pub async fn select_device(
             .await?
             .ok_or_else(|| ApiError::not_found("device"))?;
         record_device(device.id);
+        place(state, &device).await?;
         return Ok(device);
     }
     let mut visible = devices::list(&state.db, caller.tenant_id, owner).await?;
@@ -56,6 +64,7 @@ pub async fn select_device(
         1 => {
             let device = visible.remove(0);
             record_device(device.id);
+            place(state, &device).await?;
             Ok(device)
         }
         _ => Err(ApiError::fields(vec![FieldError::new(
@@ -91,7 +100,93 @@ pub async fn connected_session(
         ))
         .into());
     };
+    // Among several nodes, a device that was just handed to this one (or taken over) is
+    // connecting: wait for it as for the hand-off itself.
+    let cluster = state.sessions.cluster();
+    if cluster.active() && handle.state().status == SessionStatus::Connecting {
+        handle.wait_settled(cluster.config().handoff_wait).await;
+    }
     Ok(DeviceSession::connected(scope_of(&device), handle)?)
+}
+
+/// Where a request for `device` is answered: here (`Ok`), or on the node that serves it
+/// (`Err(Elsewhere)`). While the device moves between nodes (handed over, or its node just
+/// died), waits for the new owner, at most the hand-off wait; then answers here, which for a
+/// device that is not connected here is `DEVICE_NOT_READY`.
+async fn place(state: &AppState, device: &Device) -> Result<(), ApiError> {
+    let cluster = state.sessions.cluster();
+    if !cluster.active() || state.sessions.holds(device.id) {
+        return Ok(());
+    }
+    let forwarded = super::forward::forwarded_in();
+    let deadline = Instant::now() + cluster.config().handoff_wait;
+    loop {
+        let lease = nodes::lease(&state.db, device.id, cluster.config().ttl).await?;
+        let step = placement(
+            lease.as_ref(),
+            device.auto_connect,
+            cluster.node_id(),
+            || cluster.pick(device.id),
+            forwarded,
+        );
+        match step {
+            Placement::Here => return Ok(()),
+            Placement::Elsewhere(node) => return Err(ApiError::Elsewhere(node)),
+            Placement::Moving if Instant::now() >= deadline => return Ok(()),
+            Placement::Moving => {
+                tokio::time::sleep(PLACEMENT_POLL).await;
+                if state.sessions.holds(device.id) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Where a request for a device goes, from its lease.
+#[derive(Debug, PartialEq)]
+enum Placement {
+    Here,
+    Elsewhere(LiveNode),
+    /// Between two owners: ask again shortly.
+    Moving,
+}
+
+/// The decision of [`place`]: the live holder of the lease serves the device; a device that
+/// should be connected and that nobody serves (being handed over, or its node died) is moving;
+/// any other device is served by the node placement picks (a new device is paired there), or
+/// here for a request another node forwarded (the hop limit).
+fn placement(
+    lease: Option<&Lease>,
+    should_connect: bool,
+    me: &str,
+    pick: impl FnOnce() -> Option<LiveNode>,
+    forwarded: bool,
+) -> Placement {
+    if let Some(lease) = lease {
+        match (&lease.node_id, &lease.url) {
+            (Some(holder), _) if holder == me => return Placement::Here,
+            (Some(_), _) if lease.handoff_to.is_some() => return Placement::Moving,
+            (Some(holder), Some(url)) if lease.live => {
+                return Placement::Elsewhere(LiveNode {
+                    id: holder.clone(),
+                    url: url.clone(),
+                    draining: false,
+                });
+            }
+            _ => {}
+        }
+    }
+    if should_connect {
+        return Placement::Moving;
+    }
+    if forwarded {
+        return Placement::Here;
+    }
+    match pick() {
+        Some(node) if node.id != me => Placement::Elsewhere(node),
+        _ => Placement::Here,
+    }
 }
 
 /// The device's scope: its row was read through the caller's tenant.

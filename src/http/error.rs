@@ -103,6 +103,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     DeviceNotReady(String),
+    /// The device is served by another gateway node: the forwarding layer sends the request
+    /// there (see `http::forward`); without it, `DEVICE_NOT_READY`.
+    #[error("the device is served by another gateway node")]
+    Elsewhere(crate::store::nodes::LiveNode),
     #[error("{0}")]
     Conflict(String),
     #[error("request body is larger than the limit")]
@@ -161,7 +165,7 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::NotOnWhatsapp(_) => ErrorCode::NotOnWhatsapp,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
-            ApiError::DeviceNotReady(_) => ErrorCode::DeviceNotReady,
+            ApiError::DeviceNotReady(_) | ApiError::Elsewhere(_) => ErrorCode::DeviceNotReady,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
@@ -275,6 +279,13 @@ impl IntoResponse for ApiError {
                 if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, value);
                 }
+                response
+            }
+            ApiError::Elsewhere(node) => {
+                let mut response = envelope(code, &self.to_string(), &[]);
+                response
+                    .extensions_mut()
+                    .insert(super::forward::ForwardTo(node.clone()));
                 response
             }
             _ => envelope(code, &self.to_string(), &[]),

@@ -7,6 +7,7 @@ pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod qr;
 pub mod routes;
 pub mod server;
@@ -44,10 +45,21 @@ pub struct HttpLimits {
 
 /// The whole API with its layers, ready to serve.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    let routes = routes::api_router().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        take_tenant_budget,
-    ));
+    // Outermost first: forwarded requests verified, then the caller and its budget, then
+    // forwarding to the device's node around the handlers.
+    let routes = routes::api_router()
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward_elsewhere,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            take_tenant_budget,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::accept_forwarded,
+        ));
     with_layers(routes, limits).with_state(state)
 }
 
@@ -65,7 +77,12 @@ async fn take_tenant_budget(
     match AuthUser::authenticate(&parts, &state).await {
         Ok(Some(user)) => {
             tracing::Span::current().record("tenant.id", tracing::field::display(user.tenant_id));
-            if let Err(refused) = state.budgets.take(&state.db, user.tenant_id).await {
+            // A forwarded request was counted by the node that received it.
+            let forwarded = parts.extensions.get::<forward::ForwardedIn>().is_some();
+            let nodes = state.sessions.cluster().live().len();
+            if !forwarded
+                && let Err(refused) = state.budgets.take(&state.db, user.tenant_id, nodes).await
+            {
                 return refused.into_response();
             }
             parts.extensions.insert(user);

@@ -18,4 +18,6 @@ pub struct AppState {
     pub deliveries: Arc<crate::delivery::Deliverer>,
     /// Per-tenant request budgets.
     pub budgets: Arc<super::budget::TenantBudgets>,
+    /// Forwarding requests to the node that serves their device.
+    pub forwarder: Arc<super::forward::Forwarder>,
 }

@@ -17,6 +17,7 @@
 pub mod actor;
 pub mod blocklist;
 pub mod caches;
+pub mod cluster;
 pub mod deps;
 pub mod device;
 pub mod group_events;

@@ -8,8 +8,15 @@
 //! If the lock connection breaks, PostgreSQL releases every lock it held. The keeper notices
 //! within its check interval, reconnects, and takes the locks back; those another node took in
 //! the meantime are reported lost, and their sessions are stopped.
+//!
+//! Beside the lock, a device's lease row (`device_owners`, see `store::nodes`) names this node
+//! under a new epoch at each takeover: the database fences every write for the device from
+//! another node's connections by it, and requests for the device are routed to its holder. The
+//! lock connection is also the one the node registers on, so that its row names the backend
+//! whose end releases the node's locks.
 
 use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -17,9 +24,10 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::DeviceId;
+use crate::store::nodes;
 
 /// How often the keeper checks its lock connection.
-const CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The advisory-lock key of a device: its UUID folded to 64 bits.
 pub fn lock_key(device: DeviceId) -> i64 {
@@ -34,13 +42,16 @@ pub fn lock_key(device: DeviceId) -> i64 {
 enum Request {
     Acquire(DeviceId, oneshot::Sender<Result<bool, sqlx::Error>>),
     Release(DeviceId, oneshot::Sender<()>),
+    Register(String, oneshot::Sender<Result<(), sqlx::Error>>),
 }
 
 /// This node's claim on devices. Cheap to clone.
 #[derive(Clone)]
 pub struct Ownership {
     requests: mpsc::Sender<Request>,
-    node_id: std::sync::Arc<str>,
+    node_id: Arc<str>,
+    held: Arc<RwLock<HashSet<DeviceId>>>,
+    pool: PgPool,
 }
 
 impl Ownership {
@@ -51,16 +62,19 @@ impl Ownership {
         options: PgConnectOptions,
         node_id: String,
     ) -> Result<(Self, mpsc::UnboundedReceiver<DeviceId>), sqlx::Error> {
-        let options = options.log_statements(tracing::log::LevelFilter::Trace);
+        let options = options
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .application_name(&format!("{}{node_id}", nodes::APPLICATION_PREFIX));
         let connection = PgConnection::connect_with(&options).await?;
         let (requests_tx, requests_rx) = mpsc::channel(256);
         let (lost_tx, lost_rx) = mpsc::unbounded_channel();
+        let held = Arc::new(RwLock::new(HashSet::new()));
         let keeper = Keeper {
-            pool,
+            pool: pool.clone(),
             options,
             node_id: node_id.clone(),
             connection: Some(connection),
-            held: HashSet::new(),
+            held: held.clone(),
             lost: lost_tx,
         };
         tokio::spawn(keeper.run(requests_rx));
@@ -68,9 +82,41 @@ impl Ownership {
             Self {
                 requests: requests_tx,
                 node_id: node_id.into(),
+                held,
+                pool,
             },
             lost_rx,
         ))
+    }
+
+    /// Registers this node at `url` in the node registry, from the lock connection.
+    pub async fn register(&self, url: &str) -> Result<(), sqlx::Error> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Register(url.to_owned(), tx))
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        rx.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+
+    /// Whether this node holds the device now.
+    pub fn holds(&self, device: DeviceId) -> bool {
+        self.held.read().is_ok_and(|held| held.contains(&device))
+    }
+
+    /// The devices this node holds.
+    pub fn held(&self) -> Vec<DeviceId> {
+        self.held
+            .read()
+            .map(|held| held.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records in the device's lease that its session here reached WhatsApp.
+    pub async fn connected(&self, device: DeviceId) {
+        if let Err(err) = nodes::mark_connected(&self.pool, device, &self.node_id).await {
+            tracing::warn!(error = %err, "cannot record the device connected in its lease");
+        }
     }
 
     /// This node's id, as written in `device_owners`.
@@ -107,7 +153,7 @@ struct Keeper {
     options: PgConnectOptions,
     node_id: String,
     connection: Option<PgConnection>,
-    held: HashSet<DeviceId>,
+    held: Arc<RwLock<HashSet<DeviceId>>>,
     lost: mpsc::UnboundedSender<DeviceId>,
 }
 
@@ -126,6 +172,14 @@ impl Keeper {
                         self.release(device).await;
                         let _ = reply.send(());
                     }
+                    Some(Request::Register(url, reply)) => {
+                        let node_id = self.node_id.clone();
+                        let result = match self.connection().await {
+                            Ok(connection) => nodes::register(connection, &node_id, &url).await,
+                            Err(err) => Err(err),
+                        };
+                        let _ = reply.send(result);
+                    }
                     // Every handle is gone: the node is shutting down. Closing the connection
                     // releases whatever is still held.
                     None => break,
@@ -140,9 +194,31 @@ impl Keeper {
 
     async fn connection(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         if self.connection.is_none() {
-            self.connection = Some(PgConnection::connect_with(&self.options).await?);
+            let mut connection = PgConnection::connect_with(&self.options).await?;
+            // The registry names the backend whose end releases this node's locks.
+            sqlx::query!(
+                "UPDATE nodes SET lock_pid = pg_backend_pid() WHERE id = $1",
+                self.node_id
+            )
+            .execute(&mut connection)
+            .await?;
+            self.connection = Some(connection);
         }
         self.connection.as_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    fn holds(&self, device: DeviceId) -> bool {
+        self.held.read().is_ok_and(|held| held.contains(&device))
+    }
+
+    fn set_held(&self, device: DeviceId, held: bool) {
+        if let Ok(mut set) = self.held.write() {
+            if held {
+                set.insert(device);
+            } else {
+                set.remove(&device);
+            }
+        }
     }
 
     async fn try_lock(&mut self, device: DeviceId) -> Result<bool, sqlx::Error> {
@@ -155,7 +231,7 @@ impl Keeper {
     }
 
     async fn acquire(&mut self, device: DeviceId) -> Result<bool, sqlx::Error> {
-        if self.held.contains(&device) {
+        if self.holds(device) {
             return Ok(true);
         }
         let taken = match self.try_lock(device).await {
@@ -166,42 +242,42 @@ impl Keeper {
             }
         };
         if taken {
-            self.held.insert(device);
-            sqlx::query!(
-                r#"INSERT INTO device_owners (device_id, node_id) VALUES ($1, $2)
-                   ON CONFLICT (device_id) DO UPDATE SET node_id = excluded.node_id, since = now()"#,
-                device as DeviceId,
-                self.node_id,
-            )
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .or_else(|err| match &err {
+            match nodes::take_lease(&self.pool, device, &self.node_id).await {
+                Ok(epoch) => {
+                    tracing::debug!("device.id" = %device, epoch, "device lease taken");
+                }
                 // The device was deleted meanwhile: nothing to record.
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => Ok(()),
-                _ => Err(err),
-            })?;
+                Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {}
+                Err(err) => {
+                    self.unlock(device).await;
+                    return Err(err);
+                }
+            }
+            self.set_held(device, true);
         }
         Ok(taken)
     }
 
     async fn release(&mut self, device: DeviceId) {
-        if !self.held.remove(&device) {
+        if !self.holds(device) {
             return;
         }
+        self.set_held(device, false);
+        // The lease first: once the lock is free another node may take the device, and its
+        // takeover must find the lease given up, not overwrite it after this node cleared it.
+        if let Err(err) = nodes::drop_lease(&self.pool, device, &self.node_id).await {
+            tracing::warn!("device.id" = %device, error = %err, "cannot give the device's lease up");
+        }
+        self.unlock(device).await;
+    }
+
+    async fn unlock(&mut self, device: DeviceId) {
         if let Ok(connection) = self.connection().await {
             let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(lock_key(device))
                 .execute(connection)
                 .await;
         }
-        let _ = sqlx::query!(
-            "DELETE FROM device_owners WHERE device_id = $1 AND node_id = $2",
-            device as DeviceId,
-            self.node_id,
-        )
-        .execute(&self.pool)
-        .await;
     }
 
     /// Pings the lock connection; after a break, takes every lock back and reports those lost.
@@ -214,18 +290,30 @@ impl Keeper {
             return;
         }
         self.connection = None;
-        if self.held.is_empty() {
+        let held: Vec<DeviceId> = match self.held.write() {
+            Ok(mut held) => held.drain().collect(),
+            Err(_) => return,
+        };
+        if held.is_empty() {
             return;
         }
         tracing::warn!(
-            devices = self.held.len(),
+            devices = held.len(),
             "lock connection lost; taking locks back"
         );
-        let held: Vec<DeviceId> = self.held.drain().collect();
         for device in held {
             match self.try_lock(device).await {
                 Ok(true) => {
-                    self.held.insert(device);
+                    // Taken back only if no other node took the lease meanwhile (it may have
+                    // held the lock and let go of it since).
+                    match nodes::lease(&self.pool, device, Duration::from_secs(60)).await {
+                        Ok(Some(lease)) if lease.node_id.as_deref() != Some(&self.node_id) => {
+                            tracing::warn!("device.id" = %device, "device taken by another node");
+                            self.unlock(device).await;
+                            let _ = self.lost.send(device);
+                        }
+                        _ => self.set_held(device, true),
+                    }
                 }
                 Ok(false) => {
                     tracing::warn!("device.id" = %device, "device taken by another node");
@@ -236,7 +324,7 @@ impl Keeper {
                     // check; no other node can take it while PostgreSQL is down either.
                     tracing::warn!(error = %err, "cannot reach PostgreSQL to restore locks");
                     self.connection = None;
-                    self.held.insert(device);
+                    self.set_held(device, true);
                 }
             }
         }

@@ -11,21 +11,24 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::actor::DeviceActor;
 use super::caches::DeviceCaches;
+use super::cluster::{Cluster, ClusterConfig};
 use super::deps::{KeyStore, SessionConfig, SessionDeps};
 use super::handle::DeviceHandle;
 use super::ownership::Ownership;
 use super::state::{SessionState, SessionStatus};
 use crate::domain::{DeviceId, DeviceScope};
 use crate::store::events::Wakeup;
-use crate::store::sessions;
 
 /// How long a restored device may take to connect before its restore slot goes to the next.
-const RESTORE_SETTLE: Duration = Duration::from_secs(15);
+pub(super) const RESTORE_SETTLE: Duration = Duration::from_secs(15);
 
 /// This node's sessions.
 pub struct SessionPool {
     deps: Arc<SessionDeps>,
     sessions: RwLock<HashMap<DeviceId, DeviceHandle>>,
+    cluster: Arc<Cluster>,
+    /// Devices connecting at once when restoring or taking over (`restore_concurrency`).
+    restore_slots: Arc<Semaphore>,
 }
 
 impl SessionPool {
@@ -35,10 +38,14 @@ impl SessionPool {
         config: SessionConfig,
         keys: Arc<dyn KeyStore>,
         lock_options: sqlx::postgres::PgConnectOptions,
+        cluster: ClusterConfig,
     ) -> Result<Arc<Self>, sqlx::Error> {
-        let node_id = format!("{}-{}", config.node_name, uuid::Uuid::new_v4().simple());
-        let (ownership, mut lost) = Ownership::start(db.clone(), lock_options, node_id).await?;
+        let (ownership, mut lost) =
+            Ownership::start(db.clone(), lock_options, cluster.node_id.clone()).await?;
+        let restore_slots = Arc::new(Semaphore::new(config.restore_concurrency.max(1)));
         let pool = Arc::new(Self {
+            cluster: Arc::new(Cluster::new(cluster)),
+            restore_slots,
             deps: Arc::new(SessionDeps {
                 wakeup: Wakeup::start(db.clone()),
                 db,
@@ -61,6 +68,33 @@ impl SessionPool {
 
     pub fn config(&self) -> &SessionConfig {
         &self.deps.config
+    }
+
+    /// This node among the others.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    pub(super) fn ownership(&self) -> &Ownership {
+        &self.deps.ownership
+    }
+
+    pub fn db(&self) -> &sqlx::PgPool {
+        &self.deps.db
+    }
+
+    pub(super) fn restore_slots(&self) -> &Arc<Semaphore> {
+        &self.restore_slots
+    }
+
+    /// Whether this node holds the device (its lock and lease).
+    pub fn holds(&self, device: DeviceId) -> bool {
+        self.deps.ownership.holds(device)
+    }
+
+    /// How many devices this node holds.
+    pub fn held_count(&self) -> usize {
+        self.deps.ownership.held().len()
     }
 
     /// The running session of a device, if any.
@@ -145,49 +179,23 @@ impl SessionPool {
         result
     }
 
-    /// Connects every device that should be connected, each after a random delay so that a
-    /// restart of many gateways does not reconnect everything at once, and a bounded number
-    /// connecting at any moment.
+    /// Connects every device that should be connected and that no live node serves (of those,
+    /// the ones placement gives this node), each after a random delay so that a restart of many
+    /// gateways does not reconnect everything at once, and a bounded number connecting at any
+    /// moment. Answers how many it started.
     pub async fn restore(self: &Arc<Self>) -> usize {
-        let targets = match sessions::to_restore(&self.deps.db).await {
-            Ok(targets) => targets,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot list devices to restore");
-                return 0;
-            }
-        };
-        let total = targets.len();
-        if total == 0 {
-            return 0;
-        }
-        tracing::info!(devices = total, "restoring device sessions");
-        let permits = Arc::new(Semaphore::new(self.deps.config.restore_concurrency.max(1)));
-        let jitter = self.deps.config.restore_jitter;
-        let mut tasks = tokio::task::JoinSet::new();
-        for target in targets {
-            let pool = self.clone();
-            let permits = permits.clone();
-            tasks.spawn(async move {
-                // Spread the starts first; then at most `restore_concurrency` devices are
-                // connecting at any moment (a permit is held until the device is connected or
-                // has settled otherwise).
-                if !jitter.is_zero() {
-                    let millis = rand::random_range(0..=jitter.as_millis() as u64);
-                    tokio::time::sleep(Duration::from_millis(millis)).await;
-                }
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
-                };
-                let handle = pool.ensure(target, || SessionState::new(SessionStatus::Connecting));
-                if let Err(err) = handle.start().await {
-                    tracing::warn!("device.id" = %target.device(), error = %err, "device not restored");
-                    return;
-                }
-                handle.wait_settled(RESTORE_SETTLE).await;
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-        total
+        self.take_orphans(true).await
+    }
+
+    /// Stops every session (keeping what should happen at the next start), the pool staying
+    /// usable: this node was declared dead and its devices may be served elsewhere.
+    pub(super) async fn stop_all(&self) {
+        let handles: Vec<DeviceHandle> = self
+            .sessions
+            .write()
+            .map(|mut s| s.drain().map(|(_, h)| h).collect())
+            .unwrap_or_default();
+        futures::future::join_all(handles.iter().map(DeviceHandle::shutdown)).await;
     }
 
     /// Stops every session cleanly, within `deadline`.

@@ -9,6 +9,7 @@ pub mod devices;
 pub mod events;
 pub mod group_snapshots;
 pub mod identities;
+pub mod nodes;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
@@ -55,10 +56,24 @@ pub struct ConnectError(String);
 
 /// Opens the pool, creating the database first if it does not exist.
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, ConnectError> {
+    connect_as(database_url, max_connections, None).await
+}
+
+/// [`connect`], naming every connection after a gateway node (`application_name`
+/// `wuts:<node id>`): the database fences a node's writes for the devices it does not serve,
+/// and closes the connections of a node declared dead.
+pub async fn connect_as(
+    database_url: &str,
+    max_connections: u32,
+    node_id: Option<&str>,
+) -> Result<PgPool, ConnectError> {
     let shown = redact_url_password(database_url);
-    let options = PgConnectOptions::from_str(database_url)
+    let mut options = PgConnectOptions::from_str(database_url)
         .map_err(|err| ConnectError(format!("DATABASE_URL ({shown}) is not valid: {err}")))?
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    if let Some(node) = node_id {
+        options = options.application_name(&format!("{}{node}", nodes::APPLICATION_PREFIX));
+    }
 
     create_database_if_missing(&options)
         .await

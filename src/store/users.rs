@@ -195,3 +195,11 @@ pub async fn set_token(
     .await?;
     Ok(done.rows_affected() > 0)
 }
+
+/// Announces on `wuts_credentials` that tokens stopped working (see `http::credentials`).
+pub async fn announce_credentials(pool: &PgPool, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!("SELECT pg_notify('wuts_credentials', $1)", payload)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}

@@ -19,6 +19,7 @@ mod groups;
 mod helpers;
 mod input;
 mod limits;
+mod nodes;
 mod ops;
 mod outage;
 mod processes;

@@ -24,6 +24,11 @@ pub async fn healthz() -> Success<Health> {
 
 /// Readiness: the database answers and every migration is applied.
 pub async fn readyz(State(state): State<AppState>) -> Result<Success<Health>, ApiError> {
+    if state.sessions.cluster().draining() {
+        return Err(ApiError::ServiceUnavailable(
+            "this node is draining: it hands its devices to the other nodes and stops".to_owned(),
+        ));
+    }
     if crate::store::is_ready(&state.db).await {
         Ok(Success::ok(Health { status: "ready" }))
     } else {
@@ -36,6 +41,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Success<Health>, Ap
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let counts = state.sessions.status_counts();
+    crate::metrics::devices_owned(state.sessions.held_count());
     for status in crate::session::SessionStatus::ALL {
         let count = counts.get(&status).copied().unwrap_or(0);
         metrics::gauge!(crate::metrics::DEVICES, "status" => status.as_str()).set(count as f64);

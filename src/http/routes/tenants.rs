@@ -179,7 +179,7 @@ pub async fn delete(
     if !tenants::delete(&state.db, id).await? {
         return Err(ApiError::not_found("tenant"));
     }
-    state.auth_cache.forget_tenant(id);
+    state.auth_cache.revoke_tenant(&state.db, id).await;
     state.budgets.forget(id);
     tracing::info!("tenant.id" = %id, "tenant deleted");
     Ok(Message::new("tenant deleted"))

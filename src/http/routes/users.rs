@@ -114,7 +114,7 @@ async fn change_user(
     let user = users::update(&state.db, caller.tenant_id, id, active, role)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    state.auth_cache.forget_user(id);
+    state.auth_cache.revoke_user(&state.db, id).await;
     tracing::info!(user_id = %id, role = user.role.as_str(), active = user.active, "user changed");
     Ok(Success::ok(OneUser { user }))
 }
@@ -173,7 +173,7 @@ pub async fn delete(
     if !users::delete(&state.db, caller.tenant_id, id).await? {
         return Err(ApiError::not_found("user"));
     }
-    state.auth_cache.forget_user(id);
+    state.auth_cache.revoke_user(&state.db, id).await;
     tracing::info!(user_id = %id, "user deleted");
     Ok(Message::new("user deleted"))
 }
@@ -189,7 +189,7 @@ pub async fn rotate_token(
     let token = accounts::rotate_token(&state.db, caller.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    state.auth_cache.forget_user(id);
+    state.auth_cache.revoke_user(&state.db, id).await;
     tracing::info!(user_id = %id, "token rotated");
     Ok(Success::created(NewToken {
         token: token.reveal(),

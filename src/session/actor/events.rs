@@ -189,6 +189,7 @@ impl DeviceActor {
                     &connected,
                 )
                 .await;
+                self.deps.ownership.connected(self.scope.device()).await;
                 // Changes made while the device was away are not notified: read the list, and
                 // compare the groups with what was stored.
                 self.refresh_blocklist(client.clone());

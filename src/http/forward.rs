@@ -1,0 +1,386 @@
+//! Forwarding a request to the gateway node that serves its device.
+//!
+//! The device a request acts on is chosen in one place (`http::device`); when another live node
+//! serves it, that answers [`ApiError::Elsewhere`] before any work is done. The forwarding layer
+//! (inside authentication and budgets, around the handlers) then sends the request, as it came,
+//! to that node's URL from the node registry (never from the request), and answers what the
+//! owner answered. A forwarded request carries this node's id, the time and an HMAC-SHA256 of
+//! the request under `WUTS_NODE_SECRET`; a request that carries those headers without a valid
+//! signature is refused, and a forwarded request is never forwarded again (the hop limit): if
+//! the device moved meanwhile, the owner says so and the node that received the request asks
+//! the registry again, within the hand-off wait.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::store::nodes::LiveNode;
+
+/// The node that forwarded a request.
+pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-wuts-forwarded-by");
+/// When it forwarded it (Unix seconds).
+pub const FORWARD_TIME: HeaderName = HeaderName::from_static("x-wuts-forward-time");
+/// HMAC-SHA256 (base64url) of the forwarded request under the node secret.
+pub const FORWARD_SIGNATURE: HeaderName = HeaderName::from_static("x-wuts-forward-signature");
+/// On an answer to a forwarded request: the device is no longer served here; ask again.
+pub const MOVED: HeaderName = HeaderName::from_static("x-wuts-moved");
+
+/// How far a forwarded request's time may be from this node's clock.
+const CLOCK_SKEW: u64 = 60;
+/// How long a node waits between two attempts to reach a device's owner.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// A request extension: the request was forwarded by another node, and verified.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardedIn;
+
+/// A response extension: the request is for a device another node serves.
+#[derive(Debug, Clone)]
+pub struct ForwardTo(pub LiveNode);
+
+tokio::task_local! {
+    static FORWARDED: bool;
+}
+
+/// Whether the request being answered was forwarded by another node.
+pub fn forwarded_in() -> bool {
+    FORWARDED.try_with(|f| *f).unwrap_or(false)
+}
+
+/// How this node forwards requests and checks forwarded ones.
+pub struct Forwarder {
+    node_id: String,
+    secret: Option<SecretString>,
+    client: reqwest::Client,
+    body_limit: usize,
+}
+
+impl Forwarder {
+    pub fn new(
+        node_id: String,
+        secret: Option<SecretString>,
+        timeout: Duration,
+        body_limit: usize,
+    ) -> Result<Self, reqwest::Error> {
+        crate::delivery::send::install_tls_provider();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            node_id,
+            secret,
+            client,
+            body_limit,
+        })
+    }
+
+    fn signature(
+        &self,
+        secret: &SecretString,
+        by: &str,
+        time: u64,
+        method: &Method,
+        uri: &Uri,
+        body: &[u8],
+    ) -> Option<Hmac<Sha256>> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).ok()?;
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let body_hash = URL_SAFE_NO_PAD.encode(Sha256::digest(body));
+        mac.update(format!("v1\n{by}\n{time}\n{method}\n{path}\n{body_hash}").as_bytes());
+        Some(mac)
+    }
+
+    /// Whether the forwarding headers are those of a node holding the secret, made recently.
+    fn verify(&self, headers: &HeaderMap, method: &Method, uri: &Uri, body: &[u8]) -> bool {
+        let Some(secret) = &self.secret else {
+            return false;
+        };
+        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(by), Some(time), Some(signature)) = (
+            text(&FORWARDED_BY),
+            text(&FORWARD_TIME).and_then(|t| t.parse::<u64>().ok()),
+            text(&FORWARD_SIGNATURE).and_then(|s| URL_SAFE_NO_PAD.decode(s).ok()),
+        ) else {
+            return false;
+        };
+        if now().abs_diff(time) > CLOCK_SKEW || by == self.node_id {
+            return false;
+        }
+        self.signature(secret, by, time, method, uri, body)
+            .is_some_and(|mac| mac.verify_slice(&signature).is_ok())
+    }
+
+    /// Sends the request to `node`; `Err(sent)` when it failed, `sent` saying whether the node
+    /// may have received it.
+    async fn send(
+        &self,
+        node: &LiveNode,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, bool> {
+        let Some(secret) = &self.secret else {
+            return Err(false);
+        };
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let time = now();
+        let Some(mac) = self.signature(secret, &self.node_id, time, method, uri, &body) else {
+            return Err(false);
+        };
+        let mut outgoing = HeaderMap::new();
+        for (name, value) in headers {
+            if !is_hop_by_hop(name) && !is_forwarding(name) {
+                outgoing.append(name.clone(), value.clone());
+            }
+        }
+        if let Ok(by) = HeaderValue::from_str(&self.node_id) {
+            outgoing.insert(FORWARDED_BY, by);
+        }
+        outgoing.insert(FORWARD_TIME, HeaderValue::from(time));
+        if let Ok(signature) =
+            HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        {
+            outgoing.insert(FORWARD_SIGNATURE, signature);
+        }
+        let answer = self
+            .client
+            .request(method.clone(), format!("{}{path}", node.url))
+            .headers(outgoing)
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| !err.is_connect())?;
+        let status = answer.status();
+        let mut response_headers = HeaderMap::new();
+        for (name, value) in answer.headers() {
+            if !is_hop_by_hop(name) && name != axum::http::header::CONTENT_LENGTH {
+                response_headers.append(name.clone(), value.clone());
+            }
+        }
+        let body = answer.bytes().await.map_err(|_| true)?;
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = response_headers;
+        Ok(response)
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn is_forwarding(name: &HeaderName) -> bool {
+    *name == FORWARDED_BY || *name == FORWARD_TIME || *name == FORWARD_SIGNATURE || *name == MOVED
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    use axum::http::header;
+    *name == header::CONNECTION
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::TE
+        || *name == header::UPGRADE
+        || *name == header::HOST
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == header::TRAILER
+        || name.as_str() == "keep-alive"
+}
+
+/// The outermost layer of the API routes: a request that says it was forwarded by a node is
+/// verified (a forged or unsigned one is refused with 403) and marked [`ForwardedIn`].
+pub async fn accept_forwarded(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !request.headers().keys().any(is_forwarding) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, state.forwarder.body_limit).await else {
+        return ApiError::PayloadTooLarge.into_response();
+    };
+    if !state
+        .forwarder
+        .verify(&parts.headers, &parts.method, &parts.uri, &body)
+    {
+        tracing::warn!("refused a request claiming to come from a gateway node");
+        return ApiError::Forbidden("forwarding headers are reserved to gateway nodes".to_owned())
+            .into_response();
+    }
+    parts.extensions.insert(ForwardedIn);
+    let request = Request::from_parts(parts, Body::from(body));
+    let mut response = FORWARDED.scope(true, next.run(request)).await;
+    // The hop limit: the node that forwarded the request asks the registry again.
+    if response.extensions().get::<ForwardTo>().is_some() {
+        response
+            .headers_mut()
+            .insert(MOVED, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Around the handlers: a request whose device another node serves is forwarded to it. The
+/// body is kept so that the request can be sent on as it came.
+pub async fn forward_elsewhere(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let cluster = state.sessions.cluster().clone();
+    if !cluster.active() || request.extensions().get::<ForwardedIn>().is_some() {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, state.forwarder.body_limit).await else {
+        return ApiError::PayloadTooLarge.into_response();
+    };
+    let deadline = Instant::now() + cluster.config().handoff_wait;
+    let mut attempt = Some(parts);
+    loop {
+        let Some(parts) = attempt.take() else {
+            return ApiError::internal(anyhow::anyhow!("request parts lost")).into_response();
+        };
+        let (method, uri, headers) = (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        );
+        let extensions = parts.extensions.clone();
+        let version = parts.version;
+        let response = next
+            .clone()
+            .run(Request::from_parts(parts, Body::from(body.clone())))
+            .await;
+        let Some(ForwardTo(node)) = response.extensions().get::<ForwardTo>().cloned() else {
+            return response;
+        };
+        let started = Instant::now();
+        let answer = state
+            .forwarder
+            .send(&node, &method, &uri, &headers, body.clone())
+            .await;
+        crate::metrics::request_forwarded(started.elapsed(), answer.is_ok());
+        let retry = match answer {
+            Ok(answer) if answer.headers().contains_key(MOVED) => true,
+            Ok(mut answer) => {
+                answer.headers_mut().remove(MOVED);
+                return answer;
+            }
+            // Not received: ask the registry again (the node may have just stopped).
+            Err(false) => true,
+            Err(true) => {
+                return ApiError::DeviceNotReady(
+                    "the gateway node serving the device stopped while answering; the request \
+                     may have been applied: retry it (with an Idempotency-Key where it is not \
+                     idempotent)"
+                        .to_owned(),
+                )
+                .into_response();
+            }
+        };
+        if !retry || Instant::now() >= deadline {
+            return ApiError::DeviceNotReady(
+                "the device is moving between gateway nodes; retry in a moment".to_owned(),
+            )
+            .into_response();
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+        let mut rebuilt = Request::new(());
+        *rebuilt.method_mut() = method;
+        *rebuilt.uri_mut() = uri;
+        *rebuilt.headers_mut() = headers;
+        *rebuilt.version_mut() = version;
+        *rebuilt.extensions_mut() = extensions;
+        attempt = Some(rebuilt.into_parts().0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarder(secret: &str) -> Forwarder {
+        Forwarder::new(
+            "node-a".to_owned(),
+            Some(SecretString::from(secret.to_owned())),
+            Duration::from_secs(5),
+            1024,
+        )
+        .expect("client")
+    }
+
+    fn signed(f: &Forwarder, by: &str, time: u64, body: &[u8]) -> HeaderMap {
+        let uri: Uri = "/contacts/block?device_id=x".parse().expect("uri");
+        let secret = f.secret.as_ref().expect("secret");
+        let mac = f
+            .signature(secret, by, time, &Method::POST, &uri, body)
+            .expect("mac");
+        let mut headers = HeaderMap::new();
+        headers.insert(FORWARDED_BY, HeaderValue::from_str(by).expect("by"));
+        headers.insert(FORWARD_TIME, HeaderValue::from(time));
+        headers.insert(
+            FORWARD_SIGNATURE,
+            HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+                .expect("sig"),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_signature_holds_only_for_the_same_secret_request_and_a_recent_time() {
+        let sender = forwarder("a-shared-node-secret");
+        let receiver = Forwarder {
+            node_id: "node-b".to_owned(),
+            ..forwarder("a-shared-node-secret")
+        };
+        let uri: Uri = "/contacts/block?device_id=x".parse().expect("uri");
+        let headers = signed(&sender, "node-a", now(), b"{}");
+        assert!(receiver.verify(&headers, &Method::POST, &uri, b"{}"));
+        // Another body, method, path, secret or an old time: refused.
+        assert!(!receiver.verify(&headers, &Method::POST, &uri, b"{\"x\":1}"));
+        assert!(!receiver.verify(&headers, &Method::DELETE, &uri, b"{}"));
+        let other: Uri = "/contacts/block?device_id=y".parse().expect("uri");
+        assert!(!receiver.verify(&headers, &Method::POST, &other, b"{}"));
+        let stranger = Forwarder {
+            node_id: "node-b".to_owned(),
+            ..forwarder("another-node-secret!")
+        };
+        assert!(!stranger.verify(&headers, &Method::POST, &uri, b"{}"));
+        let old = signed(&sender, "node-a", now() - 3600, b"{}");
+        assert!(!receiver.verify(&old, &Method::POST, &uri, b"{}"));
+        // A node does not accept what claims to come from itself.
+        assert!(!sender.verify(&headers, &Method::POST, &uri, b"{}"));
+    }
+
+    #[test]
+    fn without_a_secret_nothing_is_accepted() {
+        let sender = forwarder("a-shared-node-secret");
+        let receiver = Forwarder {
+            node_id: "node-b".to_owned(),
+            secret: None,
+            ..forwarder("unused-unused-unused")
+        };
+        let uri: Uri = "/contacts/block?device_id=x".parse().expect("uri");
+        let headers = signed(&sender, "node-a", now(), b"{}");
+        assert!(!receiver.verify(&headers, &Method::POST, &uri, b"{}"));
+    }
+}
