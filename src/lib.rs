@@ -114,7 +114,7 @@ async fn list_nodes(args: config::NodesArgs) -> anyhow::Result<()> {
             "devices": node.devices,
         });
         if args.devices {
-            let devices: Vec<serde_json::Value> = store::nodes::devices_of(&pool, &node.id)
+            let devices: Vec<serde_json::Value> = store::sessions::devices_of(&pool, &node.id)
                 .await?
                 .into_iter()
                 .map(|scope| serde_json::json!({"tenant_id": scope.tenant(), "device_id": scope.device()}))

@@ -25,7 +25,8 @@ use tokio::sync::{Notify, Semaphore};
 use super::pool::SessionPool;
 use super::state::{SessionState, SessionStatus};
 use crate::domain::{DeviceId, DeviceScope};
-use crate::store::nodes::{self, LiveNode, Orphan};
+use crate::store::nodes::{self, LiveNode};
+use crate::store::sessions::{self, Orphan};
 
 /// How often a node proves alive and looks at the others.
 const TICK: Duration = Duration::from_secs(1);
@@ -261,7 +262,7 @@ impl SessionPool {
         if cluster.draining() {
             return 0;
         }
-        let orphans = match nodes::orphans(self.db()).await {
+        let orphans = match sessions::orphans(self.db()).await {
             Ok(orphans) => orphans,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot list devices to take over");

@@ -66,11 +66,41 @@ pub async fn record(
     Ok(())
 }
 
-/// Every device that should be connected, oldest first, each with its tenant.
-pub async fn to_restore(pool: &PgPool) -> Result<Vec<DeviceScope>, StoreError> {
+/// A device that should be connected and that no live node serves.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub scope: DeviceScope,
+    pub handoff_to: Option<String>,
+}
+
+/// The devices that should be connected (`auto_connect`) whose lease no registered node holds.
+pub async fn orphans(pool: &PgPool) -> Result<Vec<Orphan>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT tenant_id AS "tenant_id: TenantId", id AS "device_id: DeviceId"
-           FROM devices WHERE auto_connect ORDER BY created_at, id"#
+        r#"SELECT d.tenant_id AS "tenant_id: TenantId", d.id AS "device_id: DeviceId",
+                  o.handoff_to AS "handoff_to?"
+           FROM devices d LEFT JOIN device_owners o ON o.device_id = d.id
+           WHERE d.auto_connect
+             AND (o.node_id IS NULL OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = o.node_id))
+           ORDER BY d.created_at, d.id"#
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Orphan {
+            scope: DeviceScope::checked(r.tenant_id, r.device_id),
+            handoff_to: r.handoff_to,
+        })
+        .collect())
+}
+
+/// The devices a node serves (tenant, device), for `wuts nodes --devices`.
+pub async fn devices_of(pool: &PgPool, node: &str) -> Result<Vec<DeviceScope>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT d.tenant_id AS "tenant_id: TenantId", d.id AS "device_id: DeviceId"
+           FROM device_owners o JOIN devices d ON d.id = o.device_id
+           WHERE o.node_id = $1 ORDER BY d.id"#,
+        node,
     )
     .fetch_all(pool)
     .await?;
