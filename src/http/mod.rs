@@ -7,6 +7,7 @@ pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod qr;
 pub mod routes;
 pub mod server;
@@ -44,10 +45,18 @@ pub struct HttpLimits {
 
 /// The whole API with its layers, ready to serve.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    let routes = routes::api_router().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        take_tenant_budget,
-    ));
+    // Route layers run outermost last: the budget layer finds the caller, then the
+    // Idempotency-Key layer answers under the caller's scope.
+    let keys = idempotency::Idempotency::new(state.clone(), limits.request_timeout);
+    let routes = routes::api_router()
+        .route_layer(middleware::from_fn_with_state(
+            keys,
+            idempotency::answer_once,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            take_tenant_budget,
+        ));
     with_layers(routes, limits).with_state(state)
 }
 
@@ -106,8 +115,13 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::CONTENT_TYPE,
                 REQUEST_ID,
+                idempotency::IDEMPOTENCY_KEY,
             ])
-            .expose_headers([REQUEST_ID, axum::http::header::RETRY_AFTER])
+            .expose_headers([
+                REQUEST_ID,
+                axum::http::header::RETRY_AFTER,
+                idempotency::IDEMPOTENT_REPLAYED,
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }
