@@ -10,9 +10,10 @@
 //! being answered, a second one waits for its answer for a bounded time, then is `409
 //! CONFLICT` (in progress, `Retry-After: 1`).
 //!
-//! Keys are scoped per tenant on tenant routes (any user of the tenant may not reuse another's
-//! key; the caller is part of the fingerprint, so a key is never answered to a user other than
-//! the one who sent it first), and on their own for the master-token route `/register`. A
+//! Keys are scoped per tenant on tenant routes, as Stripe scopes them per account: the users of
+//! a tenant share one set of keys. The caller is part of the fingerprint, so a key another user
+//! of the tenant used is a conflict, never that user's answer (which may hold a new user's
+//! token). The master-token route `/register` has a scope of its own. A
 //! request the layer cannot attribute (no valid credential) goes on untouched and is refused by
 //! its handler.
 //!
@@ -309,6 +310,7 @@ pub async fn answer_once(
                 if first != fingerprint {
                     return reused().into_response();
                 }
+                tracing::debug!(status, "answered again under its Idempotency-Key");
                 return replay(&derived, status, &answer);
             }
             Ok(Claim::InProgress { fingerprint: first }) => {
