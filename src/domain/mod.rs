@@ -4,6 +4,7 @@
 //! valid by construction, and say what is wrong in words a client can act on.
 
 pub mod event;
+pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod jid;
@@ -15,6 +16,7 @@ pub mod status;
 pub mod token;
 
 pub use event::{EventFilter, EventId, EventKind, WebhookId};
+pub use idempotency::{IdempotencyKey, KeyScope};
 pub use identity::{Identity, Names};
 pub use ids::{DeviceId, TenantId, UserId};
 pub use jid::{ContactId, GroupJid, IdentifierError, Lid, PhoneNumber};

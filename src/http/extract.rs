@@ -21,7 +21,8 @@ pub struct Json<T>(pub T);
 #[derive(Debug)]
 pub struct OptionalJson<T>(pub Option<T>);
 
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+/// The body, under the body limit.
+pub(super) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge

@@ -227,6 +227,8 @@ pub async fn accept_forwarded(
             .into_response();
     }
     parts.extensions.insert(ForwardedIn);
+    // The node that received the request answered its Idempotency-Key already.
+    parts.extensions.insert(super::idempotency::Bypass);
     let request = Request::from_parts(parts, Body::from(body));
     let mut response = FORWARDED.scope(true, next.run(request)).await;
     // The hop limit: the node that forwarded the request asks the registry again.

@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod forward;
+pub mod idempotency;
 pub mod qr;
 pub mod routes;
 pub mod server;
@@ -45,12 +46,19 @@ pub struct HttpLimits {
 
 /// The whole API with its layers, ready to serve.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    // Outermost first: forwarded requests verified, then the caller and its budget, then
-    // forwarding to the device's node around the handlers.
+    // Route layers run outermost last. From the outside in: a forwarded request is verified;
+    // the budget layer finds the caller; the Idempotency-Key layer answers under the caller's
+    // scope (at the node that received the request, not again where it is forwarded); then a
+    // request for a device another node serves is forwarded there.
+    let keys = idempotency::Idempotency::new(state.clone(), limits.request_timeout);
     let routes = routes::api_router()
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             forward::forward_elsewhere,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            keys,
+            idempotency::answer_once,
         ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -123,8 +131,13 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::CONTENT_TYPE,
                 REQUEST_ID,
+                idempotency::IDEMPOTENCY_KEY,
             ])
-            .expose_headers([REQUEST_ID, axum::http::header::RETRY_AFTER])
+            .expose_headers([
+                REQUEST_ID,
+                axum::http::header::RETRY_AFTER,
+                idempotency::IDEMPOTENT_REPLAYED,
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }

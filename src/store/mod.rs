@@ -8,6 +8,7 @@ pub mod blocklists;
 pub mod devices;
 pub mod events;
 pub mod group_snapshots;
+pub mod idempotency;
 pub mod identities;
 pub mod nodes;
 pub mod sessions;

@@ -17,6 +17,7 @@ mod devices;
 mod events;
 mod groups;
 mod helpers;
+mod idempotency;
 mod input;
 mod limits;
 mod nodes;
