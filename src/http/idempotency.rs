@@ -18,7 +18,9 @@
 //! its handler.
 //!
 //! Only final answers are stored ([`is_final`]); for the others the claim is released, so that a
-//! retry does the work.
+//! retry does the work. A claim whose request never answers (its node died) is taken over once
+//! it is older than the request timeout and a margin. Expired rows are treated as absent, and
+//! pruned in the background by a node that claims a key, at most every ten minutes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -192,7 +192,9 @@ async fn register_has_its_own_scope_and_its_token_is_not_kept_readable() {
         .assert_status(201);
 
     // Neither the key, the token nor the request is readable in the database.
-    let rows: Vec<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)> =
+    // (key_hash, fingerprint, answer)
+    type StoredRow = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+    let rows: Vec<StoredRow> =
         sqlx::query_as("SELECT key_hash, fingerprint, answer FROM idempotency_keys")
             .fetch_all(&app.db.pool)
             .await
