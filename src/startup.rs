@@ -239,6 +239,15 @@ pub async fn serve(
 /// Registers the node among the others. A second node needs the node secret: without it
 /// requests could not be forwarded between them.
 async fn join_nodes(config: &ServeArgs, sessions: &Arc<SessionPool>) -> anyhow::Result<()> {
+    // A node killed a moment ago (this one's previous run, say) is not another node: clear the
+    // dead ones out first.
+    store::nodes::reap(
+        sessions.db(),
+        sessions.cluster().node_id(),
+        config.nodes.node_ttl,
+    )
+    .await
+    .context("reading the node registry")?;
     let others = store::nodes::live(sessions.db(), config.nodes.node_ttl)
         .await
         .context("reading the node registry")?;
