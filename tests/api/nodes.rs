@@ -11,6 +11,7 @@ use wa_sim::{CreateAccount, WaSim};
 use wuts_test_support::{GatewayCommand, GatewayProcess};
 
 use crate::helpers::{MASTER_TOKEN, TestApp};
+use crate::processes::connected_companions;
 
 const NODE_SECRET: &str = "a-node-secret-for-the-tests";
 
@@ -48,17 +49,6 @@ async fn call(
     let answer = request.send().await.ok()?;
     let status = answer.status().as_u16();
     Some((status, answer.json().await.unwrap_or(Value::Null)))
-}
-
-async fn connected_companions(sim: &WaSim, phone: &str) -> usize {
-    sim.control()
-        .account(phone)
-        .await
-        .expect("account")
-        .companions
-        .iter()
-        .filter(|c| c.connected)
-        .count()
 }
 
 /// The node each device's lease names.

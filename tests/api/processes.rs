@@ -141,7 +141,8 @@ impl Process {
     }
 }
 
-async fn connected_companions(sim: &WaSim, phone: &str) -> usize {
+/// How many of the account's companions wa-sim sees connected.
+pub(crate) async fn connected_companions(sim: &WaSim, phone: &str) -> usize {
     sim.control()
         .account(phone)
         .await
