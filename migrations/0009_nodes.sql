@@ -79,6 +79,21 @@ BEGIN
 END
 $$;
 
+-- The session columns of a device (status, whether it should be connected, its account, the
+-- last error) are written only by its session, so only by the lease holder: a node that lost the
+-- device cannot mark it disconnected (a "replaced" stream error it reads when it wakes up) over
+-- the new owner's connection.
+CREATE FUNCTION wuts_fence_session() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM wuts_fence(NEW.id);
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER devices_session_fence BEFORE UPDATE OF status, auto_connect, last_error ON devices
+FOR EACH ROW EXECUTE FUNCTION wuts_fence_session();
+
 -- Events a device's session produces are its owner's writes too. A webhook test is not: any node
 -- may send one.
 CREATE OR REPLACE FUNCTION wuts_append_device_event(p_tenant uuid, p_device uuid, p_user uuid,

@@ -455,3 +455,143 @@ async fn a_draining_node_hands_its_devices_over_without_failing_a_request() {
         pairings
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_loses_its_devices_and_cannot_write_for_them_when_it_wakes() {
+    let c = cluster("nodes-pause", 6).await;
+    let owners_before = owners(&c.app, &c.devices).await;
+    let victim_id = owners_before[0].clone().expect("device 0 is served");
+    let victim_url: String = sqlx::query_scalar("SELECT url FROM nodes WHERE id = $1")
+        .bind(&victim_id)
+        .fetch_one(&c.app.db.pool)
+        .await
+        .expect("the node is registered");
+    let victim = c
+        .nodes
+        .iter()
+        .position(|n| n.base() == victim_url)
+        .expect("one of ours");
+    let survivor = &c.nodes[(victim + 1) % 3];
+    let lost: Vec<usize> = (0..c.devices.len())
+        .filter(|i| owners_before[*i].as_deref() == Some(victim_id.as_str()))
+        .collect();
+    let pid = c.nodes[victim].pid().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+
+    let epochs_before = epochs(&c.app, &c.devices).await;
+    // Paused past its TTL: the others declare it dead and take its devices over.
+    signal("-STOP");
+    for i in &lost {
+        let device = &c.devices[*i];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let owner = owners(&c.app, std::slice::from_ref(device)).await;
+            if owner[0].is_some() && owner[0].as_deref() != Some(victim_id.as_str()) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "device {i} never taken over"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            wait_connected(&c.http, survivor, &c.token, device, Duration::from_secs(10)).await,
+            "device {i} connected by its new owner"
+        );
+    }
+
+    let epochs_taken = epochs(&c.app, &c.devices).await;
+    for i in &lost {
+        assert!(
+            epochs_taken[*i] > epochs_before[*i],
+            "device {i}: a takeover is a new epoch"
+        );
+    }
+
+    // Woken up, it finds WhatsApp replaced its connections and its registration gone: it stops
+    // its sessions and joins again (and may be handed its share back, under a new epoch). What
+    // it would have written for the devices meanwhile (marking them disconnected after the
+    // "replaced" stream error, say) is refused.
+    signal("-CONT");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let epochs_after = epochs(&c.app, &c.devices).await;
+    for i in &lost {
+        let device = &c.devices[*i];
+        let (status, auto_connect): (String, bool) =
+            sqlx::query_as("SELECT status, auto_connect FROM devices WHERE id = $1::uuid")
+                .bind(device)
+                .fetch_one(&c.app.db.pool)
+                .await
+                .expect("device row");
+        assert_eq!(
+            (status.as_str(), auto_connect),
+            ("connected", true),
+            "device {i}"
+        );
+        assert!(
+            epochs_after[*i] >= epochs_taken[*i],
+            "device {i}: epochs only grow"
+        );
+        assert!(
+            wait_connected(&c.http, survivor, &c.token, device, Duration::from_secs(10)).await,
+            "device {i} connected"
+        );
+        assert_eq!(
+            connected_companions(&c.sim, &c.phones[*i]).await,
+            1,
+            "device {i}"
+        );
+    }
+
+    // The fence itself: a node connection that does not hold a device's lease cannot write its
+    // session columns, its keys or its events.
+    let mut stale = c.app.db.pool.acquire().await.expect("connection");
+    sqlx::query("SET application_name = 'wuts:a-node-that-lost-it'")
+        .execute(&mut *stale)
+        .await
+        .expect("set");
+    let device = &c.devices[lost[0]];
+    for statement in [
+        "UPDATE devices SET status = 'disconnected', auto_connect = false WHERE id = $1::uuid",
+        "UPDATE wa_devices SET updated_at = now() WHERE device_id = $1::uuid",
+        "SELECT * FROM wuts_append_event((SELECT tenant_id FROM devices WHERE id = $1::uuid), \
+         $1::uuid, gen_random_uuid(), 'device.disconnected', '{}'::jsonb)",
+    ] {
+        let refused = sqlx::query(statement)
+            .bind(device)
+            .execute(&mut *stale)
+            .await
+            .expect_err(statement);
+        let code = refused
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("WU001"), "{statement}: {refused}");
+    }
+    sqlx::query("RESET application_name")
+        .execute(&mut *stale)
+        .await
+        .expect("reset");
+}
+
+/// Each device's lease epoch.
+async fn epochs(app: &TestApp, devices: &[String]) -> Vec<i64> {
+    let mut epochs = Vec::new();
+    for device in devices {
+        let epoch: i64 =
+            sqlx::query_scalar("SELECT epoch FROM device_owners WHERE device_id = $1::uuid")
+                .bind(device)
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("lease");
+        epochs.push(epoch);
+    }
+    epochs
+}
