@@ -35,8 +35,8 @@ const SWEEP_EVERY: u32 = 3;
 /// How long a hand-off waits for the new owner's session to connect.
 const HANDOFF_CONNECT: Duration = Duration::from_secs(15);
 /// How long a node handed a device keeps trying to take its lock (the old owner gives it up
-/// right after naming the target).
-const HANDOFF_TAKE: Duration = Duration::from_secs(5);
+/// once its client has stopped, which may take a few seconds).
+const HANDOFF_TAKE: Duration = Duration::from_secs(10);
 
 /// How this node takes part among several.
 #[derive(Debug, Clone)]

@@ -28,6 +28,9 @@ async fn start_node(database_url: &str, wa_url: &str) -> GatewayProcess {
     .env("WUTS_NODE_TTL", "4s")
     // Several clusters of three run side by side on one PostgreSQL server.
     .env("WUTS_DB_MAX_CONNECTIONS", "6")
+    // The suite runs many processes at once on two cores: a hand-off (a client stopped, another
+    // connected) can take seconds there, and requests wait for it rather than fail.
+    .env("WUTS_HANDOFF_WAIT", "15s")
     .start()
     .await
     .unwrap_or_else(|e| panic!("wuts starts and is ready: {e}"))
