@@ -53,7 +53,6 @@ pub fn session_config(config: &ServeArgs) -> SessionConfig {
             queue: wa.device_wa_queue,
         },
         device_os: "WUTS".to_owned(),
-        node_name: config.node_name(),
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use super::pool::SessionPool;
 use super::state::{SessionState, SessionStatus};
@@ -291,7 +291,7 @@ impl SessionPool {
             return 0;
         }
         tracing::info!(devices = count, "taking devices over");
-        let permits = self.restore_permits();
+        let permits = self.restore_slots().clone();
         let jitter = if wait {
             self.config().restore_jitter
         } else {
@@ -480,10 +480,6 @@ impl SessionPool {
         {
             tracing::warn!(error = %err, "cannot leave the node registry");
         }
-    }
-
-    fn restore_permits(&self) -> Arc<Semaphore> {
-        self.restore_slots().clone()
     }
 }
 

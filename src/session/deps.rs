@@ -35,9 +35,6 @@ pub struct SessionConfig {
     pub pace: super::pacing::Pace,
     /// The OS name shown in the phone's list of linked devices.
     pub device_os: String,
-    /// This process's name among gateway nodes (`WUTS_NODE_ID`); a random suffix makes the id
-    /// it records device ownership under unique per process.
-    pub node_name: String,
 }
 
 /// Where a device's WhatsApp keys live.
