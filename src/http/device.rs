@@ -93,7 +93,13 @@ pub async fn connected_session(
         return Ok(session);
     }
     let device = select_device(state, caller, requested).await?;
-    let Some(handle) = running(state, device.id) else {
+    let mut handle = running(state, device.id);
+    if handle.is_none() && state.sessions.cluster().active() {
+        // Handed over between its placement and here: ask again where it is served.
+        place(state, &device).await?;
+        handle = running(state, device.id);
+    }
+    let Some(handle) = handle else {
         return Err(SessionError::NotReady(format!(
             "the device is not connected (status: {})",
             observed_state(state, &device).status
@@ -115,7 +121,7 @@ pub async fn connected_session(
 /// device that is not connected here is `DEVICE_NOT_READY`.
 async fn place(state: &AppState, device: &Device) -> Result<(), ApiError> {
     let cluster = state.sessions.cluster();
-    if !cluster.active() || state.sessions.holds(device.id) {
+    if !cluster.active() || (state.sessions.holds(device.id) && !cluster.handing_off(device.id)) {
         return Ok(());
     }
     let forwarded = super::forward::forwarded_in();
@@ -135,7 +141,7 @@ async fn place(state: &AppState, device: &Device) -> Result<(), ApiError> {
             Placement::Moving if Instant::now() >= deadline => return Ok(()),
             Placement::Moving => {
                 tokio::time::sleep(PLACEMENT_POLL).await;
-                if state.sessions.holds(device.id) {
+                if state.sessions.holds(device.id) && !cluster.handing_off(device.id) {
                     return Ok(());
                 }
             }
@@ -165,8 +171,8 @@ fn placement(
 ) -> Placement {
     if let Some(lease) = lease {
         match (&lease.node_id, &lease.url) {
-            (Some(holder), _) if holder == me => return Placement::Here,
             (Some(_), _) if lease.handoff_to.is_some() => return Placement::Moving,
+            (Some(holder), _) if holder == me => return Placement::Here,
             (Some(holder), Some(url)) if lease.live => {
                 return Placement::Elsewhere(LiveNode {
                     id: holder.clone(),

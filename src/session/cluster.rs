@@ -75,8 +75,12 @@ pub struct Cluster {
     wake: Notify,
     /// Devices this node is taking over right now.
     taking: Mutex<HashSet<DeviceId>>,
-    /// Devices this node is handing over right now.
+    /// Devices of the hand-off round under way (one round at a time).
     leaving: Mutex<HashSet<DeviceId>>,
+    /// Devices this node is handing over right now (from naming the target until the target
+    /// is connected): requests for them wait for the new owner instead of using the session
+    /// that is stopping here.
+    handing: Mutex<HashSet<DeviceId>>,
 }
 
 impl Cluster {
@@ -89,6 +93,7 @@ impl Cluster {
             wake: Notify::new(),
             taking: Mutex::new(HashSet::new()),
             leaving: Mutex::new(HashSet::new()),
+            handing: Mutex::new(HashSet::new()),
         }
     }
 
@@ -130,6 +135,11 @@ impl Cluster {
     /// asked).
     pub fn pick(&self, device: DeviceId) -> Option<LiveNode> {
         pick(&self.live(), device).cloned()
+    }
+
+    /// Whether this node is handing `device` over to another node right now.
+    pub fn handing_off(&self, device: DeviceId) -> bool {
+        self.handing.lock().is_ok_and(|h| h.contains(&device))
     }
 
     /// Whether this node is the one `device` should be served by.
@@ -404,6 +414,18 @@ impl SessionPool {
     /// Hands one device to `target`: names it in the lease, stops the session here (which
     /// gives the lock and the lease up), announces it, and waits until the target is connected.
     async fn hand_off(&self, device: DeviceId, target: &LiveNode) -> bool {
+        let cluster = self.cluster();
+        if let Ok(mut handing) = cluster.handing.lock() {
+            handing.insert(device);
+        }
+        let handed = self.hand_off_marked(device, target).await;
+        if let Ok(mut handing) = cluster.handing.lock() {
+            handing.remove(&device);
+        }
+        handed
+    }
+
+    async fn hand_off_marked(&self, device: DeviceId, target: &LiveNode) -> bool {
         let me = self.cluster().node_id().to_owned();
         match nodes::mark_handoff(self.db(), device, &me, &target.id).await {
             Ok(true) => {}

@@ -1,8 +1,9 @@
 //! Several gateway nodes (real `wuts serve` processes) on one database and one wa-sim: any node
 //! answers for any device as its owner does, every device is connected by exactly one node, a
-//! killed node's devices are taken over without a QR, a draining node hands its devices over
-//! without failing a request, revocations reach every node at once, and forwarding cannot be
-//! abused from outside.
+//! killed node's devices are taken over without a QR and without losing an acknowledged write,
+//! a rolling restart of every node fails no request, a paused node cannot write for the devices
+//! it lost, revocations and idempotency keys hold across nodes, and forwarding cannot be abused
+//! from outside.
 
 use std::time::Duration;
 
@@ -184,54 +185,241 @@ async fn cluster(prefix: &str, count: usize) -> Cluster {
     }
 }
 
+/// One request of the traffic a test sends while nodes die or restart.
+#[derive(Debug)]
+struct Sent {
+    device: usize,
+    /// `Some((target, block))` for a block-list change, `None` for a read.
+    change: Option<(usize, bool)>,
+    /// `None`: no node answered (the connection failed).
+    status: Option<u16>,
+    code: String,
+    took: Duration,
+}
+
+/// Traffic for every device, a request at a time per device, to the nodes in `rotation` in turn
+/// (what a load balancer sends to): a read, then a change of the device's block list (blocking
+/// and unblocking `targets` in turn), until `stop`.
+fn traffic(
+    c: &Cluster,
+    targets: &[String],
+    rotation: &std::sync::Arc<std::sync::RwLock<Vec<String>>>,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinSet<Vec<Sent>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, device) in c.devices.iter().cloned().enumerate() {
+        let http = c.http.clone();
+        let token = c.token.clone();
+        let targets = targets.to_vec();
+        let rotation = rotation.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let mut sent = Vec::new();
+            let mut step = index;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                step += 1;
+                let base = {
+                    let nodes = rotation.read().expect("rotation");
+                    nodes[step % nodes.len()].clone()
+                };
+                // read, block t0, read, block t1, read, unblock t0, read, unblock t1, ...
+                let change = (step % 2 == 1).then(|| {
+                    let k = step / 2;
+                    (k % targets.len(), (k / targets.len()) % 2 == 0)
+                });
+                let request = match change {
+                    None => http.get(format!("{base}/contacts/blocklist?device_id={device}")),
+                    Some((target, block)) => {
+                        let action = if block { "block" } else { "unblock" };
+                        http.post(format!("{base}/contacts/{action}"))
+                            .json(&json!({"device_id": device, "number": targets[target]}))
+                    }
+                };
+                let started = tokio::time::Instant::now();
+                let answer = request.bearer_auth(&token).send().await;
+                let (status, code) = match answer {
+                    Ok(answer) => {
+                        let status = answer.status().as_u16();
+                        let body: Value = answer.json().await.unwrap_or(Value::Null);
+                        let code = if status == 200 {
+                            String::new()
+                        } else {
+                            format!(
+                                "{} {}",
+                                body["error_code"].as_str().unwrap_or(""),
+                                body["error"]
+                            )
+                        };
+                        (Some(status), code)
+                    }
+                    Err(_) => (None, String::new()),
+                };
+                sent.push(Sent {
+                    device: index,
+                    change,
+                    status,
+                    code,
+                    took: started.elapsed(),
+                });
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            sent
+        });
+    }
+    tasks
+}
+
+/// Stops the traffic and collects what was sent.
+async fn collect(
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mut tasks: tokio::task::JoinSet<Vec<Sent>>,
+) -> Vec<Sent> {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    while let Some(sent) = tasks.join_next().await {
+        all.extend(sent.expect("traffic task"));
+    }
+    all
+}
+
+/// Every acknowledged change is in wa-sim's block lists: for each device and target, the last
+/// change answered 200 (unless a later one for the same target had an unknown outcome).
+async fn assert_acknowledged_changes(c: &Cluster, sent: &[Sent], target_lids: &[String]) {
+    let mut known = std::collections::HashMap::new();
+    for s in sent {
+        if let Some((target, block)) = s.change {
+            let state = (s.status == Some(200)).then_some(block);
+            known.insert((s.device, target), state);
+        }
+    }
+    let mut checked = 0;
+    for ((device, target), state) in known {
+        let Some(blocked) = state else { continue };
+        let account = c
+            .sim
+            .control()
+            .account(&c.phones[device])
+            .await
+            .expect("account");
+        assert_eq!(
+            account.blocklist.items.contains(&target_lids[target]),
+            blocked,
+            "device {device}, target {target}: {:?}",
+            account.blocklist
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "some changes were acknowledged");
+}
+
+/// Signs a request as a gateway node would (the format `http::forward` documents).
+fn signed_headers(by: &str, method: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let body_hash = URL_SAFE_NO_PAD.encode(Sha256::digest(body));
+    let mut mac = Hmac::<Sha256>::new_from_slice(NODE_SECRET.as_bytes()).expect("key");
+    mac.update(format!("v1\n{by}\n{time}\n{method}\n{path}\n{body_hash}").as_bytes());
+    vec![
+        ("x-wuts-forwarded-by", by.to_owned()),
+        ("x-wuts-forward-time", time.to_string()),
+        (
+            "x-wuts-forward-signature",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()),
+        ),
+    ]
+}
+
+/// The node process whose registry row has `id`.
+async fn process_of(c: &Cluster, id: &str) -> usize {
+    let url: String = sqlx::query_scalar("SELECT url FROM nodes WHERE id = $1")
+        .bind(id)
+        .fetch_one(&c.app.db.pool)
+        .await
+        .expect("the node is registered");
+    c.nodes
+        .iter()
+        .position(|n| n.base() == url)
+        .expect("one of ours")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_answer_for_every_device_and_take_over_a_killed_one() {
-    let mut c = cluster("nodes-kill", 9).await;
+async fn thirty_devices_answer_through_every_node_and_a_killed_node_is_taken_over_under_writes() {
+    let mut c = cluster("nodes-kill", 30).await;
     let pairings = c.sim.control().stats().await.expect("stats").pairings;
 
     // Devices are spread over the nodes, each connected exactly once.
     let owners_before = owners(&c.app, &c.devices).await;
     let distinct: std::collections::HashSet<_> = owners_before.iter().flatten().collect();
-    assert!(distinct.len() >= 2, "devices spread: {owners_before:?}");
+    assert_eq!(distinct.len(), 3, "devices spread: {owners_before:?}");
     for phone in &c.phones {
         assert_eq!(connected_companions(&c.sim, phone).await, 1, "{phone}");
     }
 
-    // Every node answers for every device what its owner answers.
-    for device in &c.devices {
-        let mut answers = Vec::new();
-        for node in &c.nodes {
-            let (status, body) = call(
-                &c.http,
-                node,
-                reqwest::Method::GET,
-                &format!("/contacts/blocklist?device_id={device}"),
-                &c.token,
-                None,
-            )
-            .await
-            .expect("answer");
-            assert_eq!(status, 200, "{body}");
-            answers.push(body["data"].clone());
-        }
-        assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
-    }
-
-    // A write through any node reaches WhatsApp once.
-    let target = crate::helpers::sim_account(&c.sim, "5511988887777").await;
+    // Requests sent round-robin to the three nodes for every device answer what its owner
+    // answers.
     for (i, device) in c.devices.iter().enumerate() {
-        let (status, body) = call(
+        let path = format!("/contacts/blocklist?device_id={device}");
+        let owner = process_of(&c, owners_before[i].as_deref().expect("owned")).await;
+        let (status, direct) = call(
             &c.http,
-            &c.nodes[i % 3],
-            reqwest::Method::POST,
-            "/contacts/block",
+            &c.nodes[owner],
+            reqwest::Method::GET,
+            &path,
             &c.token,
-            Some(json!({"device_id": device, "number": target.phone})),
+            None,
         )
         .await
         .expect("answer");
-        assert_eq!(status, 200, "{body}");
+        assert_eq!(status, 200, "{direct}");
+        for node in &c.nodes {
+            let (status, body) = call(&c.http, node, reqwest::Method::GET, &path, &c.token, None)
+                .await
+                .expect("answer");
+            assert_eq!((status, &body), (200, &direct), "device {i}");
+        }
     }
+
+    // The same Idempotency-Key sent to two nodes creates one community.
+    let path = format!("/communities?device_id={}", c.devices[0]);
+    let mut answers = Vec::new();
+    for node in &c.nodes[1..] {
+        let answer = c
+            .http
+            .post(node.url(&path))
+            .bearer_auth(&c.token)
+            .header("idempotency-key", "street-community")
+            .json(&json!({"name": "Street", "description": "Street news"}))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(answer.status().as_u16(), 200);
+        let replayed = answer.headers().get("idempotent-replayed").is_some();
+        answers.push((replayed, answer.text().await.expect("body")));
+    }
+    assert_eq!(
+        answers[0].1, answers[1].1,
+        "the second node answers the first answer"
+    );
+    assert_eq!((answers[0].0, answers[1].0), (false, true));
+    let groups = c
+        .sim
+        .control()
+        .account(&c.phones[0])
+        .await
+        .expect("account")
+        .groups;
+    let mut communities = 0;
+    for jid in groups {
+        let group = c.sim.control().group(&jid).await.expect("group");
+        communities += usize::from(group.is_community && group.subject == "Street");
+    }
+    assert_eq!(communities, 1, "created once");
 
     // Forged forwarding headers from outside are refused.
     let forged = c
@@ -245,6 +433,32 @@ async fn three_nodes_answer_for_every_device_and_take_over_a_killed_one() {
         .await
         .expect("answer");
     assert_eq!(forged.status().as_u16(), 403);
+
+    // The hop limit: a forwarded request (validly signed) that reaches a node which does not
+    // serve the device is not forwarded again; the owner answers it.
+    let path = format!("/status?device_id={}", c.devices[0]);
+    let owner = process_of(&c, owners_before[0].as_deref().expect("owned")).await;
+    let other = (owner + 1) % 3;
+    let forwarded = |node: usize| {
+        let mut request = c.http.get(c.nodes[node].url(&path)).bearer_auth(&c.token);
+        for (name, value) in signed_headers("a-peer-node", "GET", &path, b"") {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let bounced = forwarded(other).await.expect("answer");
+    assert_eq!(bounced.status().as_u16(), 409);
+    assert!(
+        bounced.headers().contains_key("x-wuts-moved"),
+        "{:?}",
+        bounced.headers()
+    );
+    let served = forwarded(owner).await.expect("answer");
+    assert_eq!(
+        served.status().as_u16(),
+        200,
+        "the signature itself is accepted"
+    );
 
     // A token revoked on one node is refused by another on the next request.
     let (status, user) = call(
@@ -260,19 +474,26 @@ async fn three_nodes_answer_for_every_device_and_take_over_a_killed_one() {
     assert_eq!(status, 201, "{user}");
     let user_token = user["token"].as_str().expect("token").to_owned();
     let user_id = user["user"]["id"].as_str().expect("user id").to_owned();
-    let (status, _) = call(
-        &c.http,
-        &c.nodes[1],
-        reqwest::Method::GET,
-        "/devices",
-        &user_token,
-        None,
-    )
-    .await
-    .expect("answer");
+    let devices_on = |node: usize, token: String| {
+        let c = &c;
+        async move {
+            call(
+                &c.http,
+                &c.nodes[node],
+                reqwest::Method::GET,
+                "/devices",
+                &token,
+                None,
+            )
+            .await
+            .expect("answer")
+            .0
+        }
+    };
     assert_eq!(
-        status, 200,
-        "the new token works on another node (and is cached there)"
+        devices_on(1, user_token.clone()).await,
+        200,
+        "works (and cached) on another node"
     );
     let (status, body) = call(
         &c.http,
@@ -285,22 +506,19 @@ async fn three_nodes_answer_for_every_device_and_take_over_a_killed_one() {
     .await
     .expect("answer");
     assert_eq!(status, 201, "{body}");
-    let (status, _) = call(
-        &c.http,
-        &c.nodes[1],
-        reqwest::Method::GET,
-        "/devices",
-        &user_token,
-        None,
-    )
-    .await
-    .expect("answer");
     assert_eq!(
-        status, 401,
-        "the rotated token is refused on the other node at once"
+        devices_on(1, user_token).await,
+        401,
+        "refused on the other node at once"
     );
 
-    // SIGKILL the node serving the most devices: the others take them over, with no QR.
+    // SIGKILL the node serving the most devices under block/unblock traffic through the others.
+    let targets = [
+        crate::helpers::sim_account(&c.sim, "5511988887771").await,
+        crate::helpers::sim_account(&c.sim, "5511988887772").await,
+    ];
+    let target_phones: Vec<String> = targets.iter().map(|t| t.phone.clone()).collect();
+    let target_lids: Vec<String> = targets.iter().map(|t| t.lid_jid.clone()).collect();
     let victim_id = {
         let mut counts = std::collections::HashMap::new();
         for owner in owners_before.iter().flatten() {
@@ -312,20 +530,7 @@ async fn three_nodes_answer_for_every_device_and_take_over_a_killed_one() {
             .map(|(id, _)| id)
             .expect("an owner")
     };
-    let report: Vec<(String, String)> = sqlx::query_as("SELECT id, url FROM nodes ORDER BY id")
-        .fetch_all(&c.app.db.pool)
-        .await
-        .expect("nodes");
-    let victim_url = report
-        .iter()
-        .find(|(id, _)| *id == victim_id)
-        .map(|(_, url)| url.clone())
-        .expect("the victim is registered");
-    let victim = c
-        .nodes
-        .iter()
-        .position(|n| n.base() == victim_url)
-        .expect("the victim is one of ours");
+    let victim = process_of(&c, &victim_id).await;
     let moved: Vec<String> = c
         .devices
         .iter()
@@ -333,6 +538,14 @@ async fn three_nodes_answer_for_every_device_and_take_over_a_killed_one() {
         .filter(|(_, owner)| owner.as_deref() == Some(victim_id.as_str()))
         .map(|(device, _)| device.clone())
         .collect();
+    let survivors: Vec<String> = (0..3)
+        .filter(|n| *n != victim)
+        .map(|n| c.nodes[n].base().to_owned())
+        .collect();
+    let rotation = std::sync::Arc::new(std::sync::RwLock::new(survivors));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = traffic(&c, &target_phones, &rotation, &stop);
+    tokio::time::sleep(Duration::from_secs(1)).await;
     c.nodes[victim].kill().expect("SIGKILL");
     let killed = c.nodes.remove(victim);
     let started = tokio::time::Instant::now();
@@ -350,8 +563,38 @@ async fn three_nodes_answer_for_every_device_and_take_over_a_killed_one() {
         );
     }
     let took = started.elapsed();
-    drop(killed);
     assert!(took <= Duration::from_secs(10), "takeover took {took:?}");
+    // Traffic goes on a little after the takeover.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = collect(&stop, load).await;
+    drop(killed);
+
+    let bound = Duration::from_secs(25);
+    for s in &sent {
+        match (s.status, s.code.as_str()) {
+            (Some(200), _) => {}
+            (Some(409), code) if code.starts_with("DEVICE_NOT_READY") => {}
+            other => panic!("during the takeover: {other:?} for {s:?}"),
+        }
+        assert!(s.took <= bound, "answered within the bound: {s:?}");
+    }
+    let failed = sent.iter().filter(|s| s.status != Some(200)).count();
+    let changes = sent
+        .iter()
+        .filter(|s| s.change.is_some() && s.status == Some(200))
+        .count();
+    let slowest = sent.iter().map(|s| s.took).max().unwrap_or_default();
+    eprintln!(
+        "kill: {} requests, {changes} changes acknowledged, {failed} not ready, slowest {slowest:?}, \
+         takeover {took:?}",
+        sent.len()
+    );
+    assert!(
+        changes >= c.devices.len(),
+        "{changes} changes acknowledged, {failed} not ready"
+    );
+    assert_acknowledged_changes(&c, &sent, &target_lids).await;
+
     let owners_after = owners(&c.app, &moved).await;
     assert!(
         owners_after
@@ -359,87 +602,71 @@ async fn three_nodes_answer_for_every_device_and_take_over_a_killed_one() {
             .all(|o| o.is_some() && o.as_deref() != Some(victim_id.as_str())),
         "{owners_after:?}"
     );
+    let stats = c.sim.control().stats().await.expect("stats");
+    assert_eq!(stats.pairings, pairings, "no device was paired again");
     assert_eq!(
-        c.sim.control().stats().await.expect("stats").pairings,
-        pairings,
-        "no device was paired again"
+        stats.replaced_sessions, 0,
+        "no device was ever connected twice"
     );
-    // Acknowledged writes survived, and each device is still connected once.
-    for (i, phone) in c.phones.iter().enumerate() {
-        let account = c.sim.control().account(phone).await.expect("account");
-        assert!(
-            account.blocklist.items.contains(&target.lid_jid),
-            "device {i}: {:?}",
-            account.blocklist
-        );
+    for phone in &c.phones {
         assert_eq!(connected_companions(&c.sim, phone).await, 1, "{phone}");
-    }
-    // Requests through both survivors keep working for the moved devices.
-    for device in &moved {
-        for node in &c.nodes {
-            let (status, body) = call(
-                &c.http,
-                node,
-                reqwest::Method::POST,
-                "/contacts/unblock",
-                &c.token,
-                Some(json!({"device_id": device, "number": target.phone})),
-            )
-            .await
-            .expect("answer");
-            assert_eq!(status, 200, "{body}");
-        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_draining_node_hands_its_devices_over_without_failing_a_request() {
-    let mut c = cluster("nodes-drain", 6).await;
+async fn a_rolling_restart_of_every_node_under_traffic_fails_no_request() {
+    let mut c = cluster("nodes-roll", 6).await;
     let pairings = c.sim.control().stats().await.expect("stats").pairings;
+    let targets = [
+        crate::helpers::sim_account(&c.sim, "5511988886661").await,
+        crate::helpers::sim_account(&c.sim, "5511988886662").await,
+    ];
+    let target_phones: Vec<String> = targets.iter().map(|t| t.phone.clone()).collect();
+    let target_lids: Vec<String> = targets.iter().map(|t| t.lid_jid.clone()).collect();
+    let rotation = std::sync::Arc::new(std::sync::RwLock::new(
+        c.nodes
+            .iter()
+            .map(|n| n.base().to_owned())
+            .collect::<Vec<_>>(),
+    ));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Traffic through the two nodes that stay, for every device, during the drain.
-    let mut traffic = tokio::task::JoinSet::new();
-    for device in c.devices.clone() {
-        let http = c.http.clone();
-        let token = c.token.clone();
-        let stop = stop.clone();
-        let bases: Vec<String> = c.nodes[1..].iter().map(|n| n.base().to_owned()).collect();
-        traffic.spawn(async move {
-            let mut answers: Vec<(u16, Value)> = Vec::new();
-            let mut i = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let base = &bases[i % bases.len()];
-                i += 1;
-                let answer = http
-                    .get(format!("{base}/contacts/blocklist?device_id={device}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .expect("a node that stays answers");
-                let status = answer.status().as_u16();
-                answers.push((status, answer.json().await.unwrap_or(Value::Null)));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            answers
-        });
+    let load = traffic(&c, &target_phones, &rotation, &stop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Each node in turn, as an orchestrator deploys: out of the balancer, SIGTERM (it hands
+    // its devices over, then exits), a new process started, back in the balancer once ready.
+    for _ in 0..3 {
+        let old = c.nodes.remove(0);
+        rotation
+            .write()
+            .expect("rotation")
+            .retain(|base| base != old.base());
+        let status = old
+            .terminate(Duration::from_secs(60))
+            .await
+            .expect("the node exits on SIGTERM");
+        assert!(status.success(), "{status:?}");
+        let new = start_node(&c.app.db.url(), c.sim.ws_url()).await;
+        rotation
+            .write()
+            .expect("rotation")
+            .push(new.base().to_owned());
+        c.nodes.push(new);
+        // The new node takes its share before the next one goes.
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let draining = c.nodes.remove(0);
-    let status = draining
-        .terminate(Duration::from_secs(60))
-        .await
-        .expect("the node exits on SIGTERM");
-    assert!(status.success(), "{status:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut total = 0;
-    while let Some(answers) = traffic.join_next().await {
-        for (status, body) in answers.expect("traffic task") {
-            total += 1;
-            assert_eq!(status, 200, "during the drain: {body}");
-        }
+    let sent = collect(&stop, load).await;
+
+    let slowest = sent.iter().map(|s| s.took).max().unwrap_or_default();
+    eprintln!(
+        "rolling restart: {} requests, slowest {slowest:?}",
+        sent.len()
+    );
+    for s in &sent {
+        assert_eq!(s.status, Some(200), "during the rolling restart: {s:?}");
     }
-    assert!(total > 0);
+    assert_acknowledged_changes(&c, &sent, &target_lids).await;
     for (device, phone) in c.devices.iter().zip(&c.phones) {
         assert!(
             wait_connected(
@@ -447,15 +674,23 @@ async fn a_draining_node_hands_its_devices_over_without_failing_a_request() {
                 &c.nodes[0],
                 &c.token,
                 device,
-                Duration::from_secs(5)
+                Duration::from_secs(10)
             )
             .await
         );
         assert_eq!(connected_companions(&c.sim, phone).await, 1, "{phone}");
     }
+    let spread: std::collections::HashSet<_> = owners(&c.app, &c.devices)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(spread.len() >= 2, "the new nodes serve devices: {spread:?}");
+    let stats = c.sim.control().stats().await.expect("stats");
+    assert_eq!(stats.pairings, pairings, "no device was paired again");
     assert_eq!(
-        c.sim.control().stats().await.expect("stats").pairings,
-        pairings
+        stats.replaced_sessions, 0,
+        "no device was ever connected twice"
     );
 }
 

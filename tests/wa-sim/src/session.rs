@@ -184,6 +184,7 @@ impl Session {
             .sessions
             .insert((phone.clone(), device), self.conn.clone())
         {
+            self.sim.stats.replaced_session();
             previous.send(Outbound::StreamError(
                 NodeBuilder::new("stream:error")
                     .children([NodeBuilder::new("conflict")

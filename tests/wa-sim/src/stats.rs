@@ -39,6 +39,10 @@ pub struct StatsSnapshot {
     /// App-state key shares the phones sent their new companions.
     #[serde(default)]
     pub key_shares: u64,
+    /// Sessions closed with a `replaced` conflict because the same companion logged in again
+    /// while still connected (two clients for one device).
+    #[serde(default)]
+    pub replaced_sessions: u64,
 }
 
 impl StatsSnapshot {
@@ -107,6 +111,10 @@ impl Stats {
                 s.login_times_ms.push(at);
             }
         });
+    }
+
+    pub fn replaced_session(&self) {
+        self.with(|s| s.replaced_sessions += 1);
     }
 
     pub fn refused_login(&self) {
