@@ -223,9 +223,9 @@ fn traffic(
                     nodes[step % nodes.len()].clone()
                 };
                 // read, block t0, read, block t1, read, unblock t0, read, unblock t1, ...
-                let change = (step % 2 == 1).then(|| {
+                let change = (!step.is_multiple_of(2)).then(|| {
                     let k = step / 2;
-                    (k % targets.len(), (k / targets.len()) % 2 == 0)
+                    (k % targets.len(), (k / targets.len()).is_multiple_of(2))
                 });
                 let request = match change {
                     None => http.get(format!("{base}/contacts/blocklist?device_id={device}")),
