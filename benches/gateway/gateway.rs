@@ -27,13 +27,26 @@ impl Gateway {
     /// Starts the gateway and answers once it is ready. It logs errors only: the benchmark
     /// measures the gateway, not its log volume.
     pub async fn start(config: &Config, database_url: &str, wa_url: &str) -> Result<Self> {
-        let process = GatewayCommand::new(&config.wuts, database_url, wa_url, MASTER_TOKEN)
+        Self::start_with(config, database_url, wa_url, &[]).await
+    }
+
+    /// The same, with more settings (`(name, value)` environment variables).
+    pub async fn start_with(
+        config: &Config,
+        database_url: &str,
+        wa_url: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<Self> {
+        let mut command = GatewayCommand::new(&config.wuts, database_url, wa_url, MASTER_TOKEN)
             .env("RUST_LOG", "error")
             // The benchmark's webhook receiver listens on loopback.
-            .env("WUTS_WEBHOOK_ALLOW_PRIVATE", "true")
-            .start()
-            .await?;
-        Ok(Self { process })
+            .env("WUTS_WEBHOOK_ALLOW_PRIVATE", "true");
+        for (name, value) in settings {
+            command = command.env(name, value);
+        }
+        Ok(Self {
+            process: command.start().await?,
+        })
     }
 
     pub fn base(&self) -> &str {
