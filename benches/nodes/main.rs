@@ -17,10 +17,16 @@
 //! Other parameters: `BENCH_PAIR_CONCURRENCY` (32), `DATABASE_URL` (the server that hosts the
 //! benchmark database).
 
-#[expect(dead_code, reason = "the harness of the gateway benchmark, of which this uses a part")]
+#[expect(
+    dead_code,
+    reason = "the harness of the gateway benchmark, of which this uses a part"
+)]
 #[path = "../gateway/gateway.rs"]
 mod gateway;
-#[expect(dead_code, reason = "the gateway benchmark's figures, of which this uses a part")]
+#[expect(
+    dead_code,
+    reason = "the gateway benchmark's figures, of which this uses a part"
+)]
 #[path = "../gateway/stats.rs"]
 mod stats;
 

@@ -93,26 +93,34 @@ pub async fn connected_session(
         return Ok(session);
     }
     let device = select_device(state, caller, requested).await?;
-    let mut handle = running(state, device.id);
-    if handle.is_none() && state.sessions.cluster().active() {
-        // Handed over between its placement and here: ask again where it is served.
-        place(state, &device).await?;
-        handle = running(state, device.id);
-    }
-    let Some(handle) = handle else {
-        return Err(SessionError::NotReady(format!(
-            "the device is not connected (status: {})",
-            observed_state(state, &device).status
-        ))
-        .into());
-    };
-    // Among several nodes, a device that was just handed to this one (or taken over) is
-    // connecting: wait for it as for the hand-off itself.
     let cluster = state.sessions.cluster();
-    if cluster.active() && handle.state().status == SessionStatus::Connecting {
-        handle.wait_settled(cluster.config().handoff_wait).await;
+    // Among several nodes, a device may be handed over between its placement and here: its
+    // session here is then closed to requests, and the request asks again where it is served
+    // (once; the second placement waits for the new owner).
+    for placed_again in [false, true] {
+        let handle = running(state, device.id).filter(|h| !h.closed_to_requests());
+        match handle {
+            Some(handle) => {
+                // A device just handed to this node (or taken over) is connecting: wait for it
+                // as for the hand-off itself.
+                if cluster.active() && handle.state().status == SessionStatus::Connecting {
+                    handle.wait_settled(cluster.config().handoff_wait).await;
+                }
+                match DeviceSession::connected(scope_of(&device), handle.clone()) {
+                    Err(_) if cluster.active() && handle.closed_to_requests() && !placed_again => {}
+                    session => return Ok(session?),
+                }
+            }
+            None if cluster.active() && !placed_again => {}
+            None => break,
+        }
+        place(state, &device).await?;
     }
-    Ok(DeviceSession::connected(scope_of(&device), handle)?)
+    Err(SessionError::NotReady(format!(
+        "the device is not connected (status: {})",
+        observed_state(state, &device).status
+    ))
+    .into())
 }
 
 /// Where a request for `device` is answered: here (`Ok`), or on the node that serves it

@@ -256,21 +256,10 @@ pub async fn forward_elsewhere(
         return ApiError::PayloadTooLarge.into_response();
     };
     let deadline = Instant::now() + cluster.config().handoff_wait;
-    let mut attempt = Some(parts);
     loop {
-        let Some(parts) = attempt.take() else {
-            return ApiError::internal(anyhow::anyhow!("request parts lost")).into_response();
-        };
-        let (method, uri, headers) = (
-            parts.method.clone(),
-            parts.uri.clone(),
-            parts.headers.clone(),
-        );
-        let extensions = parts.extensions.clone();
-        let version = parts.version;
         let response = next
             .clone()
-            .run(Request::from_parts(parts, Body::from(body.clone())))
+            .run(Request::from_parts(copy(&parts), Body::from(body.clone())))
             .await;
         let Some(ForwardTo(node)) = response.extensions().get::<ForwardTo>().cloned() else {
             return response;
@@ -278,17 +267,24 @@ pub async fn forward_elsewhere(
         let started = Instant::now();
         let answer = state
             .forwarder
-            .send(&node, &method, &uri, &headers, body.clone())
+            .send(
+                &node,
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                body.clone(),
+            )
             .await;
         crate::metrics::request_forwarded(started.elapsed(), answer.is_ok());
-        let retry = match answer {
-            Ok(answer) if answer.headers().contains_key(MOVED) => true,
+        match answer {
+            // The device moved meanwhile: ask the registry again.
+            Ok(answer) if answer.headers().contains_key(MOVED) => {}
             Ok(mut answer) => {
                 answer.headers_mut().remove(MOVED);
                 return answer;
             }
             // Not received: ask the registry again (the node may have just stopped).
-            Err(false) => true,
+            Err(false) => {}
             Err(true) => {
                 return ApiError::DeviceNotReady(
                     "the gateway node serving the device stopped while answering; the request \
@@ -298,22 +294,26 @@ pub async fn forward_elsewhere(
                 )
                 .into_response();
             }
-        };
-        if !retry || Instant::now() >= deadline {
+        }
+        if Instant::now() >= deadline {
             return ApiError::DeviceNotReady(
                 "the device is moving between gateway nodes; retry in a moment".to_owned(),
             )
             .into_response();
         }
         tokio::time::sleep(RETRY_PAUSE).await;
-        let mut rebuilt = Request::new(());
-        *rebuilt.method_mut() = method;
-        *rebuilt.uri_mut() = uri;
-        *rebuilt.headers_mut() = headers;
-        *rebuilt.version_mut() = version;
-        *rebuilt.extensions_mut() = extensions;
-        attempt = Some(rebuilt.into_parts().0);
     }
+}
+
+/// A copy of a request's head, to run the request again (`Parts` is not `Clone`).
+fn copy(parts: &axum::http::request::Parts) -> axum::http::request::Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    *request.extensions_mut() = parts.extensions.clone();
+    request.into_parts().0
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ const TICK: Duration = Duration::from_secs(1);
 const SWEEP_EVERY: u32 = 3;
 /// How long a hand-off waits for the new owner's session to connect.
 const HANDOFF_CONNECT: Duration = Duration::from_secs(15);
+/// How long a hand-off waits for the requests using the session to finish before stopping it.
+const REQUESTS_FINISH: Duration = Duration::from_secs(10);
 /// How long a node handed a device keeps trying to take its lock (the old owner gives it up
 /// once its client has stopped, which may take a few seconds).
 const HANDOFF_TAKE: Duration = Duration::from_secs(10);
@@ -366,7 +368,8 @@ impl SessionPool {
     }
 
     /// Hands over, a batch at a time, the devices this node holds that another live node should
-    /// serve (a node joined). Runs in the background; one round at a time.
+    /// serve (a node joined), the devices idle longest first. Runs in the background; one round
+    /// at a time.
     fn rebalance(self: &Arc<Self>) {
         let cluster = self.cluster().clone();
         if !cluster.has_peers() {
@@ -380,16 +383,7 @@ impl SessionPool {
             if !leaving.is_empty() {
                 return;
             }
-            let moves: Vec<(DeviceId, LiveNode)> = self
-                .ownership()
-                .held()
-                .into_iter()
-                .filter_map(|device| {
-                    let target = cluster.pick(device)?;
-                    (target.id != cluster.node_id()).then_some((device, target))
-                })
-                .take(batch)
-                .collect();
+            let moves = self.to_move(batch);
             leaving.extend(moves.iter().map(|(device, _)| *device));
             moves
         };
@@ -409,6 +403,28 @@ impl SessionPool {
             }
             pool.cluster().wake.notify_one();
         });
+    }
+
+    /// Up to `batch` devices this node holds that placement gives another live node, with
+    /// their targets: the devices idle longest first (a hand-off delays their requests).
+    fn to_move(&self, batch: usize) -> Vec<(DeviceId, LiveNode)> {
+        let cluster = self.cluster();
+        let mut moves: Vec<(Duration, DeviceId, LiveNode)> = self
+            .ownership()
+            .held()
+            .into_iter()
+            .filter_map(|device| {
+                let target = cluster.pick(device)?;
+                let idle = self.get(device).map_or(Duration::MAX, |h| h.idle_for());
+                (target.id != cluster.node_id()).then_some((idle, device, target))
+            })
+            .collect();
+        moves.sort_by_key(|(idle, _, _)| std::cmp::Reverse(*idle));
+        moves
+            .into_iter()
+            .take(batch)
+            .map(|(_, device, target)| (device, target))
+            .collect()
     }
 
     /// Hands one device to `target`: names it in the lease, stops the session here (which
@@ -436,6 +452,10 @@ impl SessionPool {
             }
         }
         tracing::info!("device.id" = %device, to = %target.id, "handing the device over");
+        // Requests arriving from here on wait for the new owner; those under way finish first.
+        if let Some(handle) = self.get(device) {
+            handle.close_to_requests(REQUESTS_FINISH).await;
+        }
         self.stop(device).await;
         let _ = nodes::notify_nodes(self.db()).await;
         crate::metrics::device_handed_off();
@@ -474,13 +494,7 @@ impl SessionPool {
                 return;
             }
             let _ = self.refresh_live().await;
-            let held = self.ownership().held();
-            let moves: Vec<(DeviceId, LiveNode)> = held
-                .into_iter()
-                .filter_map(|device| cluster.pick(device).map(|target| (device, target)))
-                .filter(|(_, target)| target.id != cluster.node_id())
-                .take(batch)
-                .collect();
+            let moves = self.to_move(batch);
             if moves.is_empty() {
                 return;
             }

@@ -10,7 +10,7 @@ use whatsapp_rust::Client;
 use super::blocklist::DeviceBlocklist;
 pub use super::caches::{DeviceCaches, GroupMembersCache, Members};
 use super::group_events::{self, GroupChange};
-use super::handle::DeviceHandle;
+use super::handle::{DeviceHandle, InUse};
 use super::outbox;
 use super::state::SessionError;
 use crate::domain::DeviceScope;
@@ -21,17 +21,24 @@ pub struct DeviceSession {
     scope: DeviceScope,
     handle: DeviceHandle,
     client: Arc<Client>,
+    /// Held as long as the request (or a clone of its session) is: the session is not handed
+    /// to another node under it.
+    _in_use: Arc<InUse>,
 }
 
 impl DeviceSession {
     /// The session of a device whose scope was checked, if it is connected right now
-    /// (`DEVICE_NOT_READY` at once otherwise).
+    /// (`DEVICE_NOT_READY` at once otherwise, also when it is being handed to another node).
     pub fn connected(scope: DeviceScope, handle: DeviceHandle) -> Result<Self, SessionError> {
+        let in_use = handle.enter().ok_or_else(|| {
+            SessionError::NotReady("the device is moving to another gateway node".to_owned())
+        })?;
         let client = handle.client()?;
         Ok(Self {
             scope,
             handle,
             client,
+            _in_use: Arc::new(in_use),
         })
     }
 

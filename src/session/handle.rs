@@ -5,6 +5,7 @@
 //! answered at once, without a round trip to the actor.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -34,6 +35,33 @@ pub struct DeviceHandle {
     pacer: Arc<Pacer>,
     caches: Arc<DeviceCaches>,
     wakeup: Wakeup,
+    usage: Arc<Usage>,
+}
+
+/// How requests use a session: when one last did, how many use it now, and whether it is
+/// closed to them (it is being handed to another node).
+#[derive(Default)]
+struct Usage {
+    /// Milliseconds on [`clock_ms`].
+    used: AtomicU64,
+    in_flight: AtomicUsize,
+    closed: AtomicBool,
+}
+
+/// A request's use of a session; the session is not handed over while it lasts.
+pub struct InUse(Arc<Usage>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The clock of [`DeviceHandle::touch`]: milliseconds since the first reading.
+fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl DeviceHandle {
@@ -57,7 +85,47 @@ impl DeviceHandle {
             pacer: Arc::new(Pacer::new(config.pace)),
             caches,
             wakeup,
+            usage: Arc::new(Usage {
+                used: AtomicU64::new(clock_ms()),
+                ..Usage::default()
+            }),
         }
+    }
+
+    /// A request starts using the session; `None` once it is closed to requests.
+    pub fn enter(&self) -> Option<InUse> {
+        // Counted before the flag is read, and the flag set before the count is read (in
+        // `close_to_requests`): a request either sees the flag or is waited for.
+        self.usage.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_use = InUse(self.usage.clone());
+        if self.usage.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.usage.used.store(clock_ms(), Ordering::Relaxed);
+        Some(in_use)
+    }
+
+    /// Whether the session is closed to requests (being handed over).
+    pub fn closed_to_requests(&self) -> bool {
+        self.usage.closed.load(Ordering::SeqCst)
+    }
+
+    /// Closes the session to new requests and waits, at most `within`, for those using it to
+    /// finish, so that a hand-off stops the session under none.
+    pub async fn close_to_requests(&self, within: Duration) {
+        self.usage.closed.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + within;
+        while self.usage.in_flight.load(Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// How long since a request last used the session (or since it started).
+    pub fn idle_for(&self) -> Duration {
+        let used = self.usage.used.load(Ordering::Relaxed);
+        Duration::from_millis(clock_ms().saturating_sub(used))
     }
 
     /// Waits for this device's turn to make a sensitive WhatsApp call (number checks, resolve

@@ -16,6 +16,10 @@ use crate::processes::connected_companions;
 
 const NODE_SECRET: &str = "a-node-secret-for-the-tests";
 
+/// One cluster of three at a time: each is three gateways and their connections, and the rest
+/// of the suite runs beside them on the same two cores and PostgreSQL server.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn start_node(database_url: &str, wa_url: &str) -> GatewayProcess {
     GatewayCommand::new(
         env!("CARGO_BIN_EXE_wuts"),
@@ -106,10 +110,13 @@ struct Cluster {
     token: String,
     devices: Vec<String>,
     phones: Vec<String>,
+    /// Last: released once the processes above are gone.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 /// Three nodes, `count` devices created and paired round-robin through them.
 async fn cluster(prefix: &str, count: usize) -> Cluster {
+    let turn = ONE_CLUSTER.lock().await;
     let sim = WaSim::start().await.expect("wa-sim");
     // The in-process app only provides the database and the tenant; it serves no device.
     let app = TestApp::spawn_with_sim(&sim).await;
@@ -182,6 +189,7 @@ async fn cluster(prefix: &str, count: usize) -> Cluster {
         token,
         devices,
         phones,
+        _turn: turn,
     }
 }
 
