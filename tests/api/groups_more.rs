@@ -539,6 +539,10 @@ async fn join_requests_timers_and_community_settings() {
     .await
     .assert_error(403, "FORBIDDEN");
 
+    s.send("GET", "/groups/120363999999999999@g.us/requests", None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+
     // The disappearing-message timer: stored in the group, shown in its metadata.
     let timer = format!("/groups/{group}/ephemeral");
     let set = s
@@ -668,6 +672,31 @@ async fn join_requests_timers_and_community_settings() {
     )
     .await
     .assert_error(404, "NOT_FOUND");
+
+    // Someone else's community the device is a member of: its settings are for admins.
+    let foreign = control
+        .create_group(&CreateGroup {
+            owner_phone: caio.phone.clone(),
+            subject: "Caio's".to_owned(),
+            participants: vec![s.owner.phone.clone()],
+            community: true,
+        })
+        .await
+        .expect("foreign community");
+    s.send(
+        "PATCH",
+        &format!("/communities/{}", foreign.jid),
+        Some(json!({"members_can_add_groups": true})),
+    )
+    .await
+    .assert_error(403, "FORBIDDEN");
+    assert!(
+        !control
+            .group(&foreign.jid)
+            .await
+            .expect("view")
+            .allow_sub_group_creation
+    );
 
     control.request_join(&jid, &caio.phone).await.expect("ask");
     let path = format!("/communities/{jid}/requests");
