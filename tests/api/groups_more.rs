@@ -364,6 +364,13 @@ async fn invite_links_and_joining() {
     )
     .await
     .assert_error(502, "DEVICE_ERROR");
+    s.send(
+        "POST",
+        "/groups/join",
+        Some(json!({"link": link(&current)})),
+    )
+    .await
+    .assert_error(502, "DEVICE_ERROR");
     control.clear_faults().await.expect("clear");
     control
         .add_fault(&Fault::NoAnswer {
@@ -729,6 +736,13 @@ async fn join_requests_timers_and_community_settings() {
         "PATCH",
         &format!("/communities/{jid}"),
         Some(json!({"join_approval": false})),
+    )
+    .await
+    .assert_error(502, "DEVICE_ERROR");
+    s.send(
+        "POST",
+        &format!("/groups/{group}/requests"),
+        Some(json!({"participants": [ana.phone], "action": "approve"})),
     )
     .await
     .assert_error(502, "DEVICE_ERROR");
