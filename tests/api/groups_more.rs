@@ -225,6 +225,17 @@ async fn invite_links_and_joining() {
     s.send("POST", "/groups/join", Some(json!({"link": current})))
         .await
         .assert_error(409, "CONFLICT");
+    // The join is an event, once (WhatsApp does not tell the device of its own join).
+    let events = s.send("GET", "/events?limit=500", None).await;
+    let events = events.assert_status(200)["events"].clone();
+    let joins: Vec<&Value> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"] == "group.joined" && e["data"]["jid"] == open.as_str())
+        .collect();
+    assert_eq!(joins.len(), 1, "{events}");
+    assert_eq!(joins[0]["data"]["name"], "Open");
 
     // A group that approves its members: the join is a request.
     let closed = s.foreign_group(&ana.phone, "Closed", &[]).await;
