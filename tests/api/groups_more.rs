@@ -655,6 +655,30 @@ async fn join_requests_timers_and_community_settings() {
     assert_eq!(patched["join_approval"], true);
     let view = control.group(&jid).await.expect("view");
     assert!(view.allow_sub_group_creation && view.join_approval);
+    // A preview of a community's group names the community.
+    let sub = s
+        .send(
+            "POST",
+            "/groups",
+            Some(json!({"name": "Yard", "options": {"parent_jid": jid}})),
+        )
+        .await;
+    let sub = sub.assert_status(201)["group"]["jid"]
+        .as_str()
+        .expect("jid")
+        .to_owned();
+    let invite = s.send("GET", &format!("/groups/{sub}/invite"), None).await;
+    let invite = invite.assert_status(200)["invite_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let preview = s
+        .send("GET", &format!("/groups/invite-info?link={invite}"), None)
+        .await;
+    let preview = preview.assert_status(200)["invite"].clone();
+    assert_eq!(preview["name"], "Yard");
+    assert_eq!(preview["community_jid"], jid.as_str());
+    assert_eq!(preview["is_community"], false);
     let patched = s
         .send(
             "PATCH",
