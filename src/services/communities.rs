@@ -8,7 +8,7 @@ use serde::Serialize;
 use wacore_binary::Jid;
 use wacore_binary::NodeContent;
 use wacore_binary::builder::NodeBuilder;
-use whatsapp_rust::features::GroupMetadata;
+use whatsapp_rust::features::{GroupMetadata, MembershipApprovalMode};
 use whatsapp_rust::request::{InfoQuery, InfoQueryType};
 
 use super::error::Error;
@@ -41,8 +41,19 @@ pub struct CommunityView {
     pub announcement_group_jid: Option<String>,
     pub linked_groups_count: usize,
     pub members_count: usize,
+    /// Joining asks an admin first.
+    pub join_approval: bool,
+    /// Members (not only admins) may add groups to the community.
+    pub members_can_add_groups: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub participants: Option<Vec<ParticipantView>>,
+}
+
+/// Settings a `PATCH /communities/{jid}` changes; at least one is set.
+#[derive(Debug, Clone, Default)]
+pub struct CommunityChanges {
+    pub members_can_add_groups: Option<bool>,
+    pub join_approval: Option<bool>,
 }
 
 /// A link or unlink outcome for one group that failed.
@@ -122,6 +133,8 @@ impl Groups<'_> {
                 .map(|g| g.jid.clone()),
             linked_groups_count: linked.iter().filter(|g| !g.is_announcement_group).count(),
             members_count: view.members_count,
+            join_approval: meta.membership_approval,
+            members_can_add_groups: meta.allow_non_admin_sub_group_creation,
             participants: view.participants,
         })
     }
@@ -261,6 +274,79 @@ impl Groups<'_> {
                 })
                 .collect(),
         ))
+    }
+
+    /// Changes a community's settings; answers the community as it is afterwards.
+    pub async fn update_community(
+        &self,
+        community: &GroupJid,
+        changes: CommunityChanges,
+    ) -> Result<CommunityView, Error> {
+        // A group that is not a community has none of these settings.
+        let meta = self.metadata(community).await?;
+        if !meta.is_parent_group {
+            return Err(Error::NotFound(
+                "no such community (the group is not a community)".to_owned(),
+            ));
+        }
+        let client = self.client();
+        let jid = community.to_wa();
+        let mut settings = serde_json::Map::new();
+        if let Some(allowed) = changes.members_can_add_groups {
+            // whatsapp-rust has no setter: the SetProperty toggle WhatsApp Web sends
+            // (`WAWebSetPropertyGroupAction`), `<allow_non_admin_sub_group_creation/>` or
+            // `<not_allow_non_admin_sub_group_creation/>`, as whatsmeow's notifications name it.
+            let tag = if allowed {
+                "allow_non_admin_sub_group_creation"
+            } else {
+                "not_allow_non_admin_sub_group_creation"
+            };
+            let query = InfoQuery {
+                namespace: "w:g2",
+                query_type: InfoQueryType::Set,
+                to: jid.clone(),
+                target: None,
+                id: None,
+                content: Some(NodeContent::Nodes(vec![NodeBuilder::new(tag).build()])),
+                timeout: Some(self.timeout()),
+            };
+            call("group_settings", self.timeout(), client.send_iq(query))
+                .await
+                .map_err(change_error)?;
+            settings.insert(
+                "members_can_add_groups".to_owned(),
+                serde_json::json!(allowed),
+            );
+        }
+        if let Some(approval) = changes.join_approval {
+            let mode = if approval {
+                MembershipApprovalMode::On
+            } else {
+                MembershipApprovalMode::Off
+            };
+            call(
+                "group_settings",
+                self.timeout(),
+                client.groups().set_membership_approval(&jid, mode),
+            )
+            .await
+            .map_err(change_error)?;
+            settings.insert(
+                "membership_approval".to_owned(),
+                serde_json::json!(approval),
+            );
+        }
+        let reported = settings
+            .into_iter()
+            .map(|(name, value)| {
+                let mut one = serde_json::Map::new();
+                one.insert(name, value);
+                GroupChange::info(community.clone(), "settings", Vec::new())
+                    .with_field("settings", serde_json::Value::Object(one))
+            })
+            .collect();
+        self.report(reported).await;
+        self.community(community).await
     }
 
     pub async fn deactivate(&self, community: &GroupJid) -> Result<(), Error> {

@@ -16,6 +16,7 @@ mod contract;
 mod devices;
 mod events;
 mod groups;
+mod groups_more;
 mod helpers;
 mod idempotency;
 mod input;

@@ -36,6 +36,16 @@ fn valid_body(method: &str, path: &str, device: &str) -> Option<Value> {
         ("post" | "delete", "/communities/{jid}/groups") => {
             Some(json!({"group_jid": PROBE_GROUP, "device_id": device}))
         }
+        ("post", "/groups/join") => Some(json!({"link": PROBE_LINK, "device_id": device})),
+        ("post", "/groups/{jid}/requests") | ("post", "/communities/{jid}/requests") => Some(
+            json!({"participants": ["5511999990000"], "action": "approve", "device_id": device}),
+        ),
+        ("put", "/groups/{jid}/ephemeral") => {
+            Some(json!({"duration_seconds": 86400, "device_id": device}))
+        }
+        ("patch", "/communities/{jid}") => {
+            Some(json!({"join_approval": true, "device_id": device}))
+        }
         ("post", "/webhook") => Some(json!({
             "webhook_url": "http://127.0.0.1:9/hook", "enabled_events": ["*"], "device_id": device
         })),
@@ -46,11 +56,14 @@ fn valid_body(method: &str, path: &str, device: &str) -> Option<Value> {
 
 /// A well-formed group JID for routes that take one.
 const PROBE_GROUP: &str = "120363000000000001@g.us";
+/// A well-formed invite link for routes that take one.
+const PROBE_LINK: &str = "https://chat.whatsapp.com/AbCdEfGhIjKlMnOpQrStUv";
 
 /// Query parameters a route needs besides `device_id` to reach the ownership check.
 fn extra_query(template: &str) -> &'static str {
     match template {
         "/contacts/profile" => "&number=5511999990000",
+        "/groups/invite-info" => "&link=AbCdEfGhIjKlMnOpQrStUv",
         _ => "",
     }
 }

@@ -81,6 +81,12 @@ pub struct CommunityOne {
     community: CommunityView,
 }
 
+impl CommunityOne {
+    pub(super) fn new(community: CommunityView) -> Self {
+        Self { community }
+    }
+}
+
 pub async fn get_community(
     caller: AuthUser,
     State(state): State<AppState>,

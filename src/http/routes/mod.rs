@@ -5,7 +5,9 @@
 mod communities;
 mod contacts;
 mod devices;
+mod group_settings;
 mod groups;
+mod membership;
 mod ops;
 mod sessions;
 mod tenants;
@@ -70,10 +72,21 @@ api_routes! {
         delete: groups::remove_participants,
     },
     "/groups/{jid}/leave" => { delete: groups::leave },
+    // Groups: invite links, joining, join requests, disappearing messages.
+    "/groups/{jid}/invite" => { get: membership::invite },
+    "/groups/{jid}/invite/reset" => { post: membership::reset_invite },
+    "/groups/join" => { post: membership::join },
+    "/groups/invite-info" => { get: membership::invite_info },
+    "/groups/{jid}/requests" => {
+        get: membership::requests,
+        post: membership::answer_requests,
+    },
+    "/groups/{jid}/ephemeral" => { put: group_settings::set_ephemeral },
     // Communities.
     "/communities" => { get: communities::list_communities, post: communities::create_community },
     "/communities/{jid}" => {
         get: communities::get_community,
+        patch: group_settings::update_community,
         delete: communities::deactivate_community,
     },
     "/communities/{jid}/participants" => {
@@ -87,6 +100,11 @@ api_routes! {
         delete: communities::unlink_groups,
     },
     "/communities/{jid}/leave" => { delete: communities::leave_community },
+    // Communities: settings and join requests.
+    "/communities/{jid}/requests" => {
+        get: membership::requests,
+        post: membership::answer_requests,
+    },
     // Events and webhooks.
     "/webhook" => { post: webhooks::configure, get: webhooks::get, delete: webhooks::delete },
     "/webhook/events" => { get: webhooks::catalogue },

@@ -159,6 +159,8 @@ impl Groups<'_> {
                     phone_number: t.identity.phone_digits(),
                     status,
                     code,
+                    invite_code: None,
+                    invite_expiration: None,
                 }
             })
             .collect();

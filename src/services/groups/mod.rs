@@ -63,6 +63,8 @@ pub enum ChangeStatus {
     AlreadyMember,
     NotMember,
     Error,
+    /// A join-request answer for someone who had not asked (or was already answered).
+    NoRequest,
 }
 
 /// The outcome for one participant, in input order.
@@ -74,6 +76,13 @@ pub struct ChangeResult {
     pub status: ChangeStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
+    /// An add refused by the participant's privacy setting: the private invite WhatsApp
+    /// issued instead (a `GroupInviteMessage` to send them carries it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invite_code: Option<String>,
+    /// When that invite expires, in seconds since the epoch (as WhatsApp gives it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invite_expiration: Option<u64>,
 }
 
 /// A group member in an answer.
@@ -107,6 +116,8 @@ pub struct GroupView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_add_mode: Option<&'static str>,
     pub members_count: usize,
+    /// The disappearing-message timer in seconds, 0 when off.
+    pub ephemeral_seconds: u32,
     pub is_community: bool,
     pub is_announcement_group: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,7 +182,12 @@ pub(crate) fn change_error(err: SessionError) -> Error {
 }
 
 mod create;
+mod invites;
 mod participants;
+mod requests;
+
+pub use invites::{InviteInfo, JoinOutcome, JoinTarget};
+pub use requests::JoinRequestView;
 
 /// A device's groups and communities, as one request sees them.
 pub struct Groups<'a> {
@@ -292,6 +308,10 @@ impl Groups<'_> {
                 .map(|s| s as usize)
                 .unwrap_or(meta.participants.len())
                 .max(meta.participants.len()),
+            ephemeral_seconds: meta
+                .ephemeral
+                .and_then(|e| e.expiration)
+                .unwrap_or_default(),
             is_community: meta.is_parent_group,
             is_announcement_group: meta.is_default_sub_group,
             parent_jid: meta.parent_group_jid.as_ref().map(ToString::to_string),

@@ -1,5 +1,6 @@
 // Communities through Baileys: create (with its announcement and General groups), a group
-// created inside it, link, unlink, the linked groups, participants across the community, leave;
+// created inside it, link, unlink, the linked groups, participants across the community, leave,
+// settings (join approval, member add mode, members adding groups) and requests to join;
 // and a community change made by another account reaching Baileys.
 
 import { after, before, test } from 'node:test';
@@ -111,4 +112,29 @@ test('another account links a group into a community the client is in', async ()
   );
   assert.equal(deleted.attrs.participant, ana.lid_jid);
   assert.equal((await sim.group(community.jid)).deactivated, true);
+});
+
+test('community settings and requests to join', async () => {
+  const { ana } = people;
+  const community = await sock.communityCreate('Settings', 'Who may do what');
+  const parent = community.id;
+  // Baileys (as WhatsApp Web) creates communities whose members may add groups.
+  assert.equal((await sim.group(parent)).allow_sub_group_creation, true);
+
+  await sock.communityJoinApprovalMode(parent, 'on');
+  assert.equal((await sim.group(parent)).join_approval, true);
+  assert.equal((await sock.groupMetadata(parent)).joinApprovalMode, true);
+  await sock.communityMemberAddMode(parent, 'admin_add');
+  assert.equal((await sim.group(parent)).all_member_add, false);
+
+  await sim.groupAction(parent, { actor_phone: ana.phone, action: 'request_join' });
+  const pending = await sock.communityRequestParticipantsList(parent);
+  assert.deepEqual(pending.map((p) => p.jid), [ana.lid_jid]);
+  const answered = await sock.communityRequestParticipantsUpdate(parent, [ana.lid_jid], 'approve');
+  assert.deepEqual(answered.map((a) => a.status), ['200']);
+  const view = await sim.group(parent);
+  assert.ok(view.participants.some((p) => p.phone === ana.phone));
+  // Approved into the community is into its announcement group too.
+  const announcement = await sim.group(view.linked_groups[0]);
+  assert.ok(announcement.participants.some((p) => p.phone === ana.phone));
 });

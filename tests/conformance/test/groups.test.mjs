@@ -1,5 +1,6 @@
 // Groups through Baileys: create, metadata, participants, subject, description, settings, join
-// requests, leave; and the w:gp2 notifications of changes made by other accounts, which Baileys
+// requests, invite links (read, reset, preview, join), private invites after a privacy-refused
+// add, disappearing messages and member add mode, leave; and the w:gp2 notifications of changes made by other accounts, which Baileys
 // turns into `group-participants.update` and `groups.update` events.
 
 import { after, before, test } from 'node:test';
@@ -18,7 +19,8 @@ before(async () => {
     ['bia', '5511930000003'],
     ['caio', '5511930000004'],
   ]) {
-    people[name] = await sim.createAccount({ phone, push_name: name });
+    // The owner lets only contacts add it to groups: an add by someone else is a private invite.
+    people[name] = await sim.createAccount({ phone, push_name: name, restrict_group_add: name === 'owner' });
   }
   ({ sock } = await pairByQr(sim, people.owner.phone));
 });
@@ -191,4 +193,77 @@ test('join requests: an account asks, the admin sees and approves it', async () 
   const metadata = await sock.groupMetadata(created.id);
   assert.deepEqual(participantIds(metadata), [caio.lid_jid, owner.lid_jid].sort());
   assert.equal(metadata.joinApprovalMode, true);
+});
+
+test('invite links: read, reset, preview and join', async () => {
+  const { ana, bia, caio, owner } = people;
+  const created = await sock.groupCreate('Linked', [pn(ana.phone)]);
+  const code = await sock.groupInviteCode(created.id);
+  assert.equal(code, (await sim.group(created.id)).invite_code);
+  assert.equal(await sock.groupInviteCode(created.id), code, 'reading does not regenerate');
+  const fresh = await sock.groupRevokeInvite(created.id);
+  assert.notEqual(fresh, code);
+  assert.equal(fresh, (await sim.group(created.id)).invite_code);
+  // The old link is gone (whatsapp-rust `InviteInfoError::Gone`).
+  await assert.rejects(sock.groupGetInviteInfo(code), (err) => err.data === 410);
+
+  // Someone else's group: previewed without joining, then joined by its link.
+  const theirs = await sim.createGroup({ owner_phone: bia.phone, subject: 'Bia\'s', participants: [caio.phone] });
+  const info = await sock.groupGetInviteInfo(theirs.invite_code);
+  assert.equal(info.id, theirs.jid);
+  assert.equal(info.subject, 'Bia\'s');
+  assert.equal(info.size, 2);
+  assert.ok(!(await sim.group(theirs.jid)).participants.some((p) => p.phone === owner.phone));
+  assert.equal(await sock.groupAcceptInvite(theirs.invite_code), theirs.jid);
+  assert.ok((await sim.group(theirs.jid)).participants.some((p) => p.phone === owner.phone));
+  await assert.rejects(sock.groupAcceptInvite('NoSuchCode0000000000AB'), (err) => err.data === 404);
+});
+
+test('a privacy-refused add answers a private invite, accepted with groupAcceptInviteV4', async () => {
+  const { ana, owner } = people;
+  const group = await sim.createGroup({ owner_phone: ana.phone, subject: 'Invite only', participants: [] });
+  const refused = await sim.groupAction(group.jid, { actor_phone: ana.phone, action: 'add', participants: [owner.phone] });
+  const [outcome] = refused.outcomes;
+  assert.equal(outcome.error, '403');
+  assert.equal(outcome.jid, owner.lid_jid);
+  assert.equal(outcome.invite_code.length, 16);
+  assert.ok(outcome.invite_expiration > Date.now() / 1000);
+  const from = await sock.groupAcceptInviteV4(pn(ana.phone), {
+    groupJid: group.jid,
+    inviteCode: outcome.invite_code,
+    inviteExpiration: outcome.invite_expiration,
+  });
+  assert.equal(from, group.jid);
+  const view = await sim.group(group.jid);
+  assert.ok(view.participants.some((p) => p.phone === owner.phone));
+  assert.deepEqual(view.invited, []);
+});
+
+test('disappearing messages, member add mode and rejected join requests', async () => {
+  const { bia } = people;
+  const created = await sock.groupCreate('Settings', []);
+  await sock.groupToggleEphemeral(created.id, 86400);
+  assert.equal((await sim.group(created.id)).ephemeral, 86400);
+  assert.equal((await sock.groupMetadata(created.id)).ephemeralDuration, 86400);
+  await assert.rejects(sock.groupToggleEphemeral(created.id, 3600), (err) => err.data === 400);
+  await sock.groupToggleEphemeral(created.id, 0);
+  assert.equal((await sock.groupMetadata(created.id)).ephemeralDuration, undefined);
+
+  await sock.groupMemberAddMode(created.id, 'admin_add');
+  assert.equal((await sim.group(created.id)).all_member_add, false);
+  assert.equal((await sock.groupMetadata(created.id)).memberAddMode, false);
+  await sock.groupMemberAddMode(created.id, 'all_member_add');
+  assert.equal((await sock.groupMetadata(created.id)).memberAddMode, true);
+
+  await sock.groupJoinApprovalMode(created.id, 'on');
+  await sim.groupAction(created.id, { actor_phone: bia.phone, action: 'request_join' });
+  const pending = await sock.groupRequestParticipantsList(created.id);
+  assert.deepEqual(pending.map((p) => [p.jid, p.phone_number]), [[bia.lid_jid, pn(bia.phone)]]);
+  const rejected = await sock.groupRequestParticipantsUpdate(created.id, [bia.lid_jid], 'reject');
+  assert.deepEqual(rejected.map((r) => r.status), ['200']);
+  const again = await sock.groupRequestParticipantsUpdate(created.id, [bia.lid_jid], 'reject');
+  assert.deepEqual(again.map((r) => r.status), ['404']);
+  const view = await sim.group(created.id);
+  assert.deepEqual(view.pending_requests, []);
+  assert.ok(!view.participants.some((p) => p.phone === bia.phone));
 });

@@ -168,6 +168,16 @@ pub struct GroupView {
     /// Phone numbers of the accounts waiting for an admin to approve their join request.
     pub pending_requests: Vec<String>,
     pub participants: Vec<MemberView>,
+    /// The disappearing-message timer in seconds, 0 when off.
+    #[serde(default)]
+    pub ephemeral: u32,
+    /// A community whose members (not only admins) may add groups to it.
+    #[serde(default)]
+    pub allow_sub_group_creation: bool,
+    /// Phone numbers holding an unexpired private invite (issued when their privacy setting
+    /// refused an add).
+    #[serde(default)]
+    pub invited: Vec<String>,
 }
 
 /// `POST /groups/{jid}/actions`: what another account does to the group on its phone.
@@ -209,6 +219,13 @@ pub struct Outcome {
     pub phone_number: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The private invite of an add refused by the invitee's privacy setting
+    /// (`<add_request code>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_code: Option<String>,
+    /// When that invite expires, in seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_expiration: Option<u64>,
 }
 
 /// A typed client of the control API.
@@ -357,6 +374,22 @@ impl ControlClient {
                 .json(action),
         )
         .await
+    }
+
+    /// The account `phone` asks to join the group (as with its link in a group that approves
+    /// members, or asking to join a community's group): the request waits for an admin, who is
+    /// notified. The same as the `request_join` action.
+    pub async fn request_join(
+        &self,
+        jid: &str,
+        phone: &str,
+    ) -> Result<GroupActionOutcome, ControlError> {
+        let action = GroupAction {
+            actor_phone: phone.to_owned(),
+            action: "request_join".to_owned(),
+            ..Default::default()
+        };
+        self.group_action(jid, &action).await
     }
 
     pub async fn group(&self, jid: &str) -> Result<GroupView, ControlError> {

@@ -143,6 +143,27 @@ pub struct Group {
     pub invite_code: String,
     /// Accounts that asked to join and wait for an admin's approval.
     pub requests: Vec<JoinRequest>,
+    /// Invite-link codes revoked by a reset: a join or a preview with one is answered 410.
+    pub revoked_codes: Vec<String>,
+    /// Disappearing messages: the timer in seconds, 0 when off.
+    pub ephemeral: u32,
+    /// A community whose members (not only admins) may add groups to it
+    /// (`allow_non_admin_sub_group_creation`).
+    pub allow_sub_group_creation: bool,
+    /// Private invites issued when an add was refused by the invitee's privacy setting.
+    pub add_invites: Vec<AddInvite>,
+}
+
+/// A private (v4) invite: an admin tried to add `phone`, whose privacy setting refused it, and
+/// WhatsApp answered the admin with this code for a `GroupInviteMessage`.
+#[derive(Debug, Clone)]
+pub struct AddInvite {
+    pub phone: String,
+    pub code: String,
+    /// Seconds since the epoch.
+    pub expiration: u64,
+    /// The admin who tried the add.
+    pub admin: String,
 }
 
 /// A request to join a group that needs an admin's approval.

@@ -1,7 +1,8 @@
 //! Groups and communities through a plain whatsapp-rust client: create, metadata with LIDs and
 //! phone numbers, participant changes with per-participant codes, subject, description,
 //! settings, leave; communities with their announcement group, linking, the sub-group list,
-//! linked-groups participants, removal across linked groups and deactivation.
+//! linked-groups participants, removal across linked groups and deactivation; invite links,
+//! previews, joining by link and by private invite, disappearing messages, community settings.
 
 #![expect(clippy::expect_used, clippy::panic, reason = "test code")]
 
@@ -434,4 +435,165 @@ async fn members_hear_every_change_by_anyone() {
         .expect_err("Bob is no longer a member");
     assert_eq!(err.status, 403);
     alice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_private_invites_timers_and_community_settings() {
+    init_logs();
+    let sim = WaSim::start().await.expect("wa-sim starts");
+    let control = sim.control();
+    // The owner's privacy lets only contacts add it: Ana's add comes back as a private invite.
+    control
+        .create_account(&CreateAccount {
+            phone: "5511900000120".to_owned(),
+            restrict_group_add: true,
+            ..Default::default()
+        })
+        .await
+        .expect("owner");
+    account(&control, "5511900000121", Some("Ana")).await;
+    let client = paired_client(&sim, "5511900000120").await;
+    let groups = client.client.groups();
+
+    // Preview and join Ana's group by its link; a reset link is gone (410).
+    let open = control
+        .create_group(&CreateGroup {
+            owner_phone: "5511900000121".to_owned(),
+            subject: "Open".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("group");
+    let info = groups
+        .get_invite_info(&open.invite_code)
+        .await
+        .expect("preview");
+    assert_eq!(info.id.to_string(), open.jid);
+    assert_eq!(info.size, Some(1));
+    let reset = control
+        .group_action(
+            &open.jid,
+            &wa_sim::GroupAction {
+                actor_phone: "5511900000121".to_owned(),
+                action: "reset_invite".to_owned(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(reset.is_ok());
+    let gone = groups
+        .join_with_invite_code(&open.invite_code)
+        .await
+        .expect_err("the old link");
+    assert_eq!(iq_code(&gone), Some(410));
+    let current = control.group(&open.jid).await.expect("view").invite_code;
+    let joined = groups
+        .join_with_invite_code(&format!("https://chat.whatsapp.com/{current}"))
+        .await
+        .expect("joined");
+    assert_eq!(joined.group_jid().to_string(), open.jid);
+    assert!(matches!(
+        joined,
+        wacore::iq::groups::JoinGroupResult::Joined(_)
+    ));
+
+    // A private invite, accepted as an invite message's receiver does.
+    let private = control
+        .create_group(&CreateGroup {
+            owner_phone: "5511900000121".to_owned(),
+            subject: "Private".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("group");
+    let refused = control
+        .group_action(
+            &private.jid,
+            &wa_sim::GroupAction {
+                actor_phone: "5511900000121".to_owned(),
+                action: "add".to_owned(),
+                participants: vec!["5511900000120".to_owned()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("add answered");
+    let outcome = &refused.outcomes[0];
+    assert_eq!(outcome.error.as_deref(), Some("403"));
+    let code = outcome.invite_code.clone().expect("invite code");
+    let expiration = outcome.invite_expiration.expect("expiration");
+    let private_jid: Jid = private.jid.parse().expect("jid");
+    let accepted = groups
+        .join_with_invite_v4(
+            private_jid.clone(),
+            &code,
+            i64::try_from(expiration).expect("expiration"),
+            pn("5511900000121"),
+        )
+        .await
+        .expect("accepted");
+    assert_eq!(accepted.group_jid(), &private_jid);
+    let view = control.group(&private.jid).await.expect("view");
+    assert!(view.participants.iter().any(|p| p.phone == "5511900000120"));
+
+    // The disappearing-message timer, in the metadata.
+    groups
+        .set_ephemeral(&private_jid, 604_800)
+        .await
+        .expect("timer set by a member of an unlocked group");
+    let metadata = groups.get_metadata(&private_jid).await.expect("metadata");
+    assert_eq!(metadata.ephemeral.and_then(|e| e.expiration), Some(604_800));
+    let refused = groups
+        .set_ephemeral(&private_jid, 5)
+        .await
+        .expect_err("not a timer WhatsApp offers");
+    assert_eq!(iq_code(&refused), Some(400));
+
+    // A community's "members may add groups", set as WhatsApp Web sets it.
+    let parent = client
+        .client
+        .community()
+        .create(CreateCommunityOptions::new("Block"))
+        .await
+        .expect("community")
+        .metadata;
+    assert!(!parent.allow_non_admin_sub_group_creation);
+    let toggle = |tag: &'static str| InfoQuery {
+        namespace: "w:g2",
+        query_type: InfoQueryType::Set,
+        to: parent.id.clone(),
+        target: None,
+        id: None,
+        content: Some(NodeContent::Nodes(vec![NodeBuilder::new(tag).build()])),
+        timeout: Some(Duration::from_secs(5)),
+    };
+    client
+        .client
+        .send_iq(toggle("allow_non_admin_sub_group_creation"))
+        .await
+        .expect("allowed");
+    let metadata = groups.get_metadata(&parent.id).await.expect("metadata");
+    assert!(metadata.allow_non_admin_sub_group_creation);
+    assert!(
+        control
+            .group(&parent.id.to_string())
+            .await
+            .expect("view")
+            .allow_sub_group_creation
+    );
+    client
+        .client
+        .send_iq(toggle("not_allow_non_admin_sub_group_creation"))
+        .await
+        .expect("disallowed");
+    let metadata = groups.get_metadata(&parent.id).await.expect("metadata");
+    assert!(!metadata.allow_non_admin_sub_group_creation);
+    let plain = client
+        .client
+        .send_iq(InfoQuery {
+            to: private_jid.clone(),
+            ..toggle("allow_non_admin_sub_group_creation")
+        })
+        .await;
+    assert!(plain.is_err(), "a plain group has no such setting");
 }

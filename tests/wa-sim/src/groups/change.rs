@@ -1,6 +1,7 @@
-//! Changing groups: create, leave, participants, subject, description and settings, invite
-//! links, joining by link and join requests. Each change pushes the notification that announces
-//! it ([`super::notify`]).
+//! Changing groups: create, leave, participants, subject, description and settings
+//! (disappearing messages and the community's settings among them). Each change pushes the
+//! notification that announces it ([`super::notify`]). Invite links, joining and join requests
+//! are in [`super::joining`].
 
 use std::collections::BTreeMap;
 
@@ -8,22 +9,29 @@ use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
 use super::community::{join_community, make_community};
-use super::notify::{Audience, Notices, participant, participants_change};
+use super::joining::issue_add_invite;
+use super::notify::{Audience, Notices, participants_change};
 use super::read::group_node;
 use crate::iq::Answer;
 use crate::sim::now_secs;
 use crate::stanza::{attr, child, children, split_jid, text};
-use crate::world::{Group, JoinRequest, Member, Role, WorldState};
+use crate::world::{Group, Member, Role, WorldState};
 
-/// How long an add-request invite stays valid, in seconds (WhatsApp: three days).
-const INVITE_SECONDS: u64 = 3 * 24 * 3600;
+/// The disappearing-message timers WhatsApp offers for groups: 24 hours, 7 days, 90 days
+/// (whatsapp-rust `Groups::set_ephemeral`; Baileys `groupToggleEphemeral`).
+pub const EPHEMERAL_TIMERS: [u32; 3] = [86_400, 604_800, 7_776_000];
 
-/// A fresh invite-link code, in the shape WhatsApp's have (22 letters and digits).
-fn new_invite_code() -> String {
+/// A random code of `len` letters and digits: invite links have 22 (what
+/// `https://chat.whatsapp.com/<code>` carries), private add-request invites 16.
+pub fn random_code(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    (0..22)
+    (0..len)
         .map(|_| char::from(ALPHABET[usize::from(rand::random::<u8>()) % ALPHABET.len()]))
         .collect()
+}
+
+fn new_invite_code() -> String {
+    random_code(22)
 }
 
 /// The phone number behind a participant JID (PN or LID), if it has an account.
@@ -77,6 +85,10 @@ pub fn make_group(
             deactivated: false,
             invite_code: new_invite_code(),
             requests: Vec::new(),
+            revoked_codes: Vec::new(),
+            ephemeral: 0,
+            allow_sub_group_creation: false,
+            add_invites: Vec::new(),
         },
     );
     id
@@ -121,7 +133,10 @@ pub fn create(world: &mut WorldState, notices: &mut Notices, phone: &str, create
     } else if let Some(parent) = linked_parent {
         match world.groups.get(&parent) {
             Some(p) if p.is_parent && !p.deactivated => {
-                if !p.is_admin(phone) {
+                // Members add groups to a community that allows it (whatsmeow `parseGroupChange`
+                // `allow_non_admin_sub_group_creation`); otherwise admins only.
+                let member_may = p.allow_sub_group_creation && p.member(phone).is_some();
+                if !p.is_admin(phone) && !member_may {
                     return Answer::Error(403);
                 }
             }
@@ -163,6 +178,16 @@ pub fn create(world: &mut WorldState, notices: &mut Notices, phone: &str, create
             .and_then(|j| attr(j, "state"))
         {
             group.join_approval = state == "on";
+        }
+        if group.is_parent && child(create, "allow_non_admin_sub_group_creation").is_some() {
+            group.allow_sub_group_creation = true;
+        }
+        if let Some(seconds) = child(create, "ephemeral")
+            .and_then(|e| attr(e, "expiration"))
+            .and_then(|e| e.parse::<u32>().ok())
+            .filter(|e| EPHEMERAL_TIMERS.contains(e))
+        {
+            group.ephemeral = seconds;
         }
     }
     announce_created(world, notices, &id);
@@ -281,15 +306,24 @@ pub fn participants(
                     .attr("phone_number", format!("{target}@s.whatsapp.net"));
             }
             Err(code) => {
-                node = node.attr("jid", requested).attr("error", code.to_string());
+                // An account is answered by its LID with its number beside it, as successes
+                // are (a 403 as whatsmeow users see it: `JID` the LID, `PhoneNumber`,
+                // `AddRequest{Code, Expiration}`).
+                let jid = target
+                    .as_ref()
+                    .and_then(|t| world.account(t))
+                    .map(|a| a.lid_jid())
+                    .unwrap_or(requested);
+                node = node.attr("jid", jid).attr("error", code.to_string());
                 if let Some(target) = &target {
                     node = node.attr("phone_number", format!("{target}@s.whatsapp.net"));
-                }
-                if code == 403 && tag == "add" {
-                    node = node.children([NodeBuilder::new("add_request")
-                        .attr("code", format!("{:08X}", rand::random::<u32>()))
-                        .attr("expiration", (now_secs() + INVITE_SECONDS).to_string())
-                        .build()]);
+                    if code == 403 && tag == "add" {
+                        let invite = issue_add_invite(world, id, phone, target);
+                        node = node.children([NodeBuilder::new("add_request")
+                            .attr("code", invite.code)
+                            .attr("expiration", invite.expiration.to_string())
+                            .build()]);
+                    }
                 }
             }
         }
@@ -411,8 +445,13 @@ pub fn settings(
         if group.member(phone).is_none() {
             return Answer::Error(403);
         }
-        let info_change = matches!(node.tag.as_ref(), "subject" | "description");
-        // Admins change everything; members change subject and description of an unlocked group.
+        // The disappearing-message timer is group info, as the subject is: WhatsApp's "edit
+        // group settings" permission covers both.
+        let info_change = matches!(
+            node.tag.as_ref(),
+            "subject" | "description" | "ephemeral" | "not_ephemeral"
+        );
+        // Admins change everything; members change the info of an unlocked group.
         let member_may = info_change && !group.locked;
         if !is_admin && !member_may {
             return Answer::Error(403);
@@ -486,17 +525,56 @@ fn apply_setting(
                 .build()
         }
         "membership_approval_mode" => {
-            let state = child(node, "group_join").and_then(|j| attr(j, "state"));
+            // A group's is `<group_join state>` (whatsapp-rust, Baileys `groupJoinApprovalMode`);
+            // Baileys `communityJoinApprovalMode` sends a community's as `<community_join>`.
+            let mode = child(node, "group_join")
+                .map(|j| ("group_join", j))
+                .or_else(|| child(node, "community_join").map(|j| ("community_join", j)));
+            let Some((mode_tag, mode)) = mode else {
+                return Err(400);
+            };
+            let state = attr(mode, "state");
             match state.as_deref() {
                 Some("on") => group.join_approval = true,
                 Some("off") => group.join_approval = false,
                 _ => return Err(400),
             }
             NodeBuilder::new("membership_approval_mode")
-                .children([NodeBuilder::new("group_join")
+                .children([NodeBuilder::new(mode_tag)
                     .attr("state", state.unwrap_or_default())
                     .build()])
                 .build()
+        }
+        "ephemeral" => {
+            // whatsmeow `SetDisappearingTimer` (group), Baileys `groupToggleEphemeral`; a
+            // timer WhatsApp does not offer is refused.
+            let seconds = attr(node, "expiration").and_then(|e| e.parse::<u32>().ok());
+            match seconds {
+                Some(0) => {
+                    group.ephemeral = 0;
+                    NodeBuilder::new("not_ephemeral").build()
+                }
+                Some(seconds) if EPHEMERAL_TIMERS.contains(&seconds) => {
+                    group.ephemeral = seconds;
+                    NodeBuilder::new("ephemeral")
+                        .attr("expiration", seconds.to_string())
+                        .build()
+                }
+                _ => return Err(400),
+            }
+        }
+        "not_ephemeral" => {
+            group.ephemeral = 0;
+            NodeBuilder::new("not_ephemeral").build()
+        }
+        "allow_non_admin_sub_group_creation" | "not_allow_non_admin_sub_group_creation" => {
+            // A community's "who can add groups" (whatsmeow `parseGroupChange`, WhatsApp Web's
+            // `WAWebSetPropertyGroupAction`): a plain group has no such setting.
+            if !group.is_parent {
+                return Err(400);
+            }
+            group.allow_sub_group_creation = node.tag == "allow_non_admin_sub_group_creation";
+            NodeBuilder::new_dynamic(node.tag.to_string()).build()
         }
         "member_add_mode" => {
             let mode = text(node).unwrap_or_default();
@@ -515,203 +593,4 @@ fn apply_setting(
         }
     };
     Ok(announced)
-}
-
-/// `<invite code>`: the group's invite-link code (get), or a new one that revokes the old (set).
-/// Admins only.
-pub fn invite_code(
-    world: &mut WorldState,
-    notices: &mut Notices,
-    phone: &str,
-    id: &str,
-    reset: bool,
-) -> Answer {
-    let Some(group) = world.groups.get_mut(id) else {
-        return Answer::Error(404);
-    };
-    if !group.is_admin(phone) {
-        return Answer::Error(403);
-    }
-    if reset {
-        group.invite_code = new_invite_code();
-    }
-    let code = group.invite_code.clone();
-    if reset {
-        // whatsmeow `parseGroupChange` `invite`, Baileys `GROUP_CHANGE_INVITE_LINK`.
-        notices.push(
-            id,
-            NodeBuilder::new("invite")
-                .attr("code", code.clone())
-                .build(),
-        );
-    }
-    Answer::Result(vec![NodeBuilder::new("invite").attr("code", code).build()])
-}
-
-/// `<invite code>` sent to `g.us`: the account joins the group whose link has that code
-/// (Baileys `groups.js` `groupAcceptInvite` reads `<group jid>` from the answer). A group that
-/// approves its members records a join request instead and tells its admins
-/// (`created_membership_requests`, request method `invite_link`), as does `ask`, an account
-/// asking to join without a link.
-pub fn join_by_code(
-    world: &mut WorldState,
-    notices: &mut Notices,
-    phone: &str,
-    invite: &Node,
-    ask: bool,
-) -> Answer {
-    let Some(code) = attr(invite, "code") else {
-        return Answer::Error(400);
-    };
-    let Some(id) = world
-        .groups
-        .values()
-        .find(|g| !g.deactivated && g.invite_code == code)
-        .map(|g| g.id.clone())
-    else {
-        return Answer::Error(404);
-    };
-    join(world, notices, phone, &id, ask)
-}
-
-/// An account joins `id` by its link, or asks to.
-pub fn join(
-    world: &mut WorldState,
-    notices: &mut Notices,
-    phone: &str,
-    id: &str,
-    ask: bool,
-) -> Answer {
-    let Some(group) = world.groups.get_mut(id) else {
-        return Answer::Error(404);
-    };
-    if group.member(phone).is_some() {
-        return Answer::Error(409);
-    }
-    let jid = group.jid();
-    if group.join_approval || ask {
-        if group.requests.iter().all(|r| r.phone != phone) {
-            group.requests.push(JoinRequest {
-                phone: phone.to_owned(),
-                method: "invite_link".to_owned(),
-                time: now_secs(),
-            });
-        }
-        let mut requested_user = participant(world, phone);
-        requested_user.tag = "requested_user".into();
-        notices.push_to(
-            id,
-            NodeBuilder::new("created_membership_requests")
-                .attr("request_method", "invite_link")
-                .children([requested_user])
-                .build(),
-            Audience {
-                admins_only: true,
-                ..Default::default()
-            },
-        );
-        return Answer::Result(vec![
-            NodeBuilder::new("membership_approval_request")
-                .attr("jid", jid)
-                .build(),
-        ]);
-    }
-    group.members.push(Member {
-        phone: phone.to_owned(),
-        role: Role::Member,
-    });
-    let parent = group.parent.clone();
-    // whatsmeow `parseGroupChange`: an `add` with `reason="invite"` is a join by link.
-    let mut add = participants_change(world, "add", &[phone.to_owned()]);
-    add.attrs.insert("reason", "invite");
-    notices.push(id, add);
-    if let Some(parent) = parent {
-        join_community(world, notices, &parent, phone);
-    }
-    Answer::Result(vec![NodeBuilder::new("group").attr("jid", jid).build()])
-}
-
-/// `<membership_requests_action><approve|reject><participant jid/>...`: an admin answers join
-/// requests (Baileys `groups.js` `groupRequestParticipantsUpdate`). Approved requesters are
-/// added and announced with an `add`; rejected ones are told with
-/// `revoked_membership_requests`, as are the admins.
-pub fn answer_requests(
-    world: &mut WorldState,
-    notices: &mut Notices,
-    phone: &str,
-    id: &str,
-    action: &Node,
-) -> Answer {
-    match world.groups.get(id) {
-        Some(group) if group.is_admin(phone) => {}
-        Some(_) => return Answer::Error(403),
-        None => return Answer::Error(404),
-    }
-    let mut answered = Vec::new();
-    for verdict in children(action) {
-        let approve = match verdict.tag.as_ref() {
-            "approve" => true,
-            "reject" => false,
-            _ => return Answer::Error(400),
-        };
-        let mut results = Vec::new();
-        let mut done = Vec::new();
-        for requested in children(verdict).iter().filter(|c| c.tag == "participant") {
-            let jid = attr(requested, "jid").unwrap_or_default();
-            let target = participant_phone(world, &jid);
-            let pending = target.as_ref().is_some_and(|t| {
-                world
-                    .groups
-                    .get(id)
-                    .is_some_and(|g| g.requests.iter().any(|r| &r.phone == t))
-            });
-            let mut node = NodeBuilder::new("participant").attr("jid", jid);
-            match target.filter(|_| pending) {
-                Some(target) => {
-                    if let Some(group) = world.groups.get_mut(id) {
-                        group.requests.retain(|r| r.phone != target);
-                        if approve && group.member(&target).is_none() {
-                            group.members.push(Member {
-                                phone: target.clone(),
-                                role: Role::Member,
-                            });
-                        }
-                    }
-                    done.push(target);
-                }
-                None => node = node.attr("error", "404"),
-            }
-            results.push(node.build());
-        }
-        if !done.is_empty() {
-            if approve {
-                notices.push(id, participants_change(world, "add", &done));
-                let parent = world.groups.get(id).and_then(|g| g.parent.clone());
-                if let Some(parent) = parent {
-                    for target in &done {
-                        join_community(world, notices, &parent, target);
-                    }
-                }
-            } else {
-                notices.push_to(
-                    id,
-                    participants_change(world, "revoked_membership_requests", &done),
-                    Audience {
-                        also: done.clone(),
-                        admins_only: true,
-                    },
-                );
-            }
-        }
-        answered.push(
-            NodeBuilder::new_dynamic(verdict.tag.to_string())
-                .children(results)
-                .build(),
-        );
-    }
-    Answer::Result(vec![
-        NodeBuilder::new("membership_requests_action")
-            .children(answered)
-            .build(),
-    ])
 }

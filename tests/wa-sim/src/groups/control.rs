@@ -10,8 +10,9 @@ use axum::http::StatusCode;
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
-use super::change::{announce_created, join, make_group};
+use super::change::{announce_created, make_group};
 use super::community::make_community;
+use super::joining::join;
 use super::notify::{self, Notices};
 use crate::api::{CreateGroup, GroupAction, GroupActionOutcome, GroupView, MemberView, Outcome};
 use crate::control::{ControlError, digits};
@@ -50,6 +51,14 @@ fn view(world: &WorldState, group: &Group) -> GroupView {
                 admin: m.role.is_admin(),
                 super_admin: m.role == Role::SuperAdmin,
             })
+            .collect(),
+        ephemeral: group.ephemeral,
+        allow_sub_group_creation: group.allow_sub_group_creation,
+        invited: group
+            .add_invites
+            .iter()
+            .filter(|i| i.expiration >= crate::sim::now_secs())
+            .map(|i| i.phone.clone())
             .collect(),
     }
 }
@@ -216,10 +225,15 @@ fn outcomes(content: &[Node]) -> Vec<Outcome> {
     let mut stack: Vec<&Node> = content.iter().collect();
     while let Some(node) = stack.pop() {
         if matches!(node.tag.as_ref(), "participant" | "group") && attr(node, "jid").is_some() {
+            let invite = crate::stanza::child(node, "add_request");
             found.push(Outcome {
                 jid: attr(node, "jid").unwrap_or_default(),
                 phone_number: attr(node, "phone_number"),
                 error: attr(node, "error"),
+                invite_code: invite.and_then(|i| attr(i, "code")),
+                invite_expiration: invite
+                    .and_then(|i| attr(i, "expiration"))
+                    .and_then(|e| e.parse().ok()),
             });
         }
         stack.extend(children(node).iter());

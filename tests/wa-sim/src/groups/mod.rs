@@ -1,14 +1,16 @@
 //! Groups and communities (`w:g2`): create, metadata, participants with per-participant codes,
-//! subject, description, settings, invite links and join requests, leave, the participating
-//! list, and communities (parent groups with an announcement group and a General group, linked
-//! sub-groups, the sub-group list, linked-groups participants, deactivation). Every change is
-//! announced to the members' companions with a `w:gp2` notification ([`notify`]).
+//! subject, description, settings (disappearing messages, a community's settings), invite
+//! links, previews and joining by link or by private invite ([`joining`]), join requests, leave,
+//! the participating list, and communities (parent groups with an announcement group and a
+//! General group, linked sub-groups, the sub-group list, linked-groups participants,
+//! deactivation). Every change is announced to the members' companions with a `w:gp2`
+//! notification ([`notify`]).
 //!
 //! Groups address members by LID (`addressing_mode="lid"`) and carry each member's phone number
 //! beside it, as WhatsApp's groups do now. Whole-request failures are IQ errors (404 group gone,
 //! 403 not an admin or not a participant, 400 malformed); per-participant outcomes are `error`
 //! codes on each `<participant>` (404 no account or not a member, 409 already a member, 403 the
-//! user's privacy setting, with an `<add_request>` invite).
+//! user's privacy setting, with an `<add_request>` private invite the invitee may `accept`).
 //!
 //! The same [`act`] serves a companion's IQ and the control API's actions of other accounts, so
 //! a change made "on another phone" goes through exactly the checks and notifications a
@@ -17,6 +19,7 @@
 mod change;
 mod community;
 pub mod control;
+mod joining;
 mod notify;
 mod read;
 
@@ -61,7 +64,8 @@ pub fn act(
             ("get", "participating") => read::participating(world, phone),
             ("set", "create") => change::create(world, notices, phone, action),
             ("set", "leave") => change::leave(world, notices, phone, action),
-            ("set", "invite") => change::join_by_code(world, notices, phone, action, false),
+            ("get", "invite") => joining::invite_info(world, action),
+            ("set", "invite") => joining::join_by_code(world, notices, phone, action, false),
             _ => Answer::Error(400),
         };
     }
@@ -73,11 +77,12 @@ pub fn act(
         ("get", "query") => read::query(world, phone, &group_id),
         ("get", "sub_groups") => read::sub_groups(world, phone, &group_id),
         ("get", "linked_groups_participants") => read::linked_participants(world, phone, &group_id),
-        ("get", "invite") => change::invite_code(world, notices, phone, &group_id, false),
-        ("set", "invite") => change::invite_code(world, notices, phone, &group_id, true),
+        ("get", "invite") => joining::invite_code(world, notices, phone, &group_id, false),
+        ("set", "invite") => joining::invite_code(world, notices, phone, &group_id, true),
+        ("set", "accept") => joining::accept_invite(world, notices, phone, &group_id, action),
         ("get", "membership_approval_requests") => read::requests(world, phone, &group_id),
         ("set", "membership_requests_action") => {
-            change::answer_requests(world, notices, phone, &group_id, action)
+            joining::answer_requests(world, notices, phone, &group_id, action)
         }
         ("set", "add" | "remove" | "promote" | "demote") => {
             change::participants(world, notices, phone, &group_id, action)

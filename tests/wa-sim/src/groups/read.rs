@@ -61,8 +61,21 @@ pub fn group_node(world: &WorldState, group: &Group) -> Node {
             })
             .build(),
     );
+    if group.ephemeral > 0 {
+        // whatsmeow `parseGroupNode` `ephemeral` (`DisappearingTimer`), Baileys
+        // `ephemeralDuration`, whatsapp-rust `GroupEphemeralSettings`.
+        children.push(
+            NodeBuilder::new("ephemeral")
+                .attr("expiration", group.ephemeral.to_string())
+                .build(),
+        );
+    }
     if group.is_parent {
         children.push(NodeBuilder::new("parent").build());
+        if group.allow_sub_group_creation {
+            // whatsapp-rust `GroupInfoResponse::allow_non_admin_sub_group_creation`.
+            children.push(NodeBuilder::new("allow_non_admin_sub_group_creation").build());
+        }
     }
     if let Some(parent) = &group.parent {
         children.push(
