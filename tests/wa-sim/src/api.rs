@@ -237,7 +237,7 @@ impl ControlClient {
         }
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ControlError> {
@@ -263,7 +263,7 @@ impl ControlClient {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -338,6 +338,10 @@ impl ControlClient {
             )
             .await?;
         Ok(())
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub async fn create_group(&self, group: &CreateGroup) -> Result<GroupView, ControlError> {
