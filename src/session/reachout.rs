@@ -18,6 +18,10 @@ pub const REACHOUT_REFUSED: u16 = 463;
 /// How long a read of the lock is trusted.
 const TRUSTED_FOR: Duration = Duration::from_secs(60);
 
+/// How long a failed read keeps unasked reads from trying again (a slow WhatsApp must not
+/// slow every `GET /status` down).
+const FAILED_FOR: Duration = Duration::from_secs(15);
+
 /// The account's reach-out time-lock as WhatsApp last told it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReachoutLock {
@@ -41,17 +45,28 @@ impl ReachoutLock {
 /// The last read of the lock, kept with the device.
 #[derive(Default)]
 pub struct ReachoutCache {
-    last: Mutex<Option<(Instant, ReachoutLock)>>,
+    /// When it was last read, and what was read (`None`: the read failed).
+    last: Mutex<Option<(Instant, Option<ReachoutLock>)>>,
+}
+
+/// What the cache says.
+enum Cached {
+    Lock(ReachoutLock),
+    RecentlyFailed,
+    Stale,
 }
 
 impl ReachoutCache {
-    fn get(&self) -> Option<ReachoutLock> {
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.filter(|(at, _)| at.elapsed() < TRUSTED_FOR)
-            .map(|(_, lock)| lock)
+    fn get(&self) -> Cached {
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match last {
+            Some((at, Some(lock))) if at.elapsed() < TRUSTED_FOR => Cached::Lock(lock),
+            Some((at, None)) if at.elapsed() < FAILED_FOR => Cached::RecentlyFailed,
+            _ => Cached::Stale,
+        }
     }
 
-    fn put(&self, lock: ReachoutLock) {
+    fn put(&self, lock: Option<ReachoutLock>) {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), lock));
     }
 }
@@ -79,15 +94,30 @@ impl DeviceSession {
         deadline: Duration,
     ) -> Result<ReachoutLock, SessionError> {
         let cache = &self.caches().reachout;
-        if !refresh && let Some(lock) = cache.get() {
-            return Ok(lock);
+        if !refresh {
+            match cache.get() {
+                Cached::Lock(lock) => return Ok(lock),
+                Cached::RecentlyFailed => {
+                    return Err(SessionError::Unreachable(
+                        "the reach-out time-lock could not be read lately".to_owned(),
+                    ));
+                }
+                Cached::Stale => {}
+            }
         }
-        let answer = call(
+        let answer = match call(
             "reachout_timelock",
             deadline.min(self.timeout()),
             self.client().mex().fetch_reachout_timelock(),
         )
-        .await?;
+        .await
+        {
+            Ok(answer) => answer,
+            Err(err) => {
+                cache.put(None);
+                return Err(err);
+            }
+        };
         let until = answer
             .time_enforcement_ends
             .as_deref()
@@ -97,7 +127,7 @@ impl DeviceSession {
             active: answer.is_active.unwrap_or(false),
             until,
         };
-        cache.put(lock);
+        cache.put(Some(lock));
         Ok(lock)
     }
 }

@@ -95,11 +95,7 @@ async fn pictures_privacy_and_the_reachout_timelock() {
     alice_client.stop().await;
 
     // Own picture set and removed.
-    let own = c
-        .profile()
-        .set_profile_picture(jpeg(1))
-        .await
-        .expect("set");
+    let own = c.profile().set_profile_picture(jpeg(1)).await.expect("set");
     assert_eq!(
         control
             .picture("5511930000001@s.whatsapp.net")
@@ -108,7 +104,10 @@ async fn pictures_privacy_and_the_reachout_timelock() {
             .id,
         own.id
     );
-    let refused = c.profile().set_profile_picture(b"not a jpeg".to_vec()).await;
+    let refused = c
+        .profile()
+        .set_profile_picture(b"not a jpeg".to_vec())
+        .await;
     assert!(refused.is_err(), "a PNG or junk is refused");
     c.profile().remove_profile_picture().await.expect("removed");
     assert_eq!(
