@@ -174,7 +174,8 @@ async fn contacts_saved_on_the_phone_reach_the_companion_through_app_state() {
     let control = sim.control();
     account(&control, "5511930000011", Some("Owner")).await;
     let bea = account(&control, "5511930000012", Some("Bea")).await;
-    // Saved before the companion exists: its first sync brings it.
+    let mut client = paired_client(&sim, "5511930000011").await;
+    // Saved on the phone once the companion is linked.
     control
         .add_contact(
             "5511930000011",
@@ -187,17 +188,29 @@ async fn contacts_saved_on_the_phone_reach_the_companion_through_app_state() {
         )
         .await
         .expect("saved");
-    let mut client = paired_client(&sim, "5511930000011").await;
-    let (jid, full_name, lid) = client
-        .wait_for("the contact from app state", |e| match e {
-            Event::ContactUpdate(update) => Some((
-                update.jid.to_string(),
-                update.action.full_name.clone(),
-                update.action.lid_jid.clone(),
-            )),
-            _ => None,
-        })
+    // The companion syncs the collection once it holds the phone's key (shared after its
+    // pre-key upload): ask until the contact arrives.
+    let mut first = None;
+    for _ in 0..10 {
+        sync_contacts(&client).await;
+        let seen = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            client.wait_for("the contact from app state", |e| match e {
+                Event::ContactUpdate(update) => Some((
+                    update.jid.to_string(),
+                    update.action.full_name.clone(),
+                    update.action.lid_jid.clone(),
+                )),
+                _ => None,
+            }),
+        )
         .await;
+        if let Ok(seen) = seen {
+            first = Some(seen);
+            break;
+        }
+    }
+    let (jid, full_name, lid) = first.expect("the contact from app state");
     assert_eq!(jid, bea.jid);
     assert_eq!(full_name.as_deref(), Some("Bea Souza"));
     assert_eq!(lid.as_deref(), Some(bea.lid_jid.as_str()));
@@ -216,13 +229,7 @@ async fn contacts_saved_on_the_phone_reach_the_companion_through_app_state() {
         .await
         .expect("saved");
     assert_eq!(added.version, 2);
-    client
-        .client
-        .process_sync_task(whatsapp_rust::sync_task::MajorSyncTask::AppStateSync {
-            name: wacore::appstate::patch_decode::WAPatchName::CriticalUnblockLow,
-            full_sync: false,
-        })
-        .await;
+    sync_contacts(&client).await;
     let name = client
         .wait_for("the second contact", |e| match e {
             Event::ContactUpdate(update) if update.jid.to_string() == carl.jid => {
@@ -233,4 +240,15 @@ async fn contacts_saved_on_the_phone_reach_the_companion_through_app_state() {
         .await;
     assert_eq!(name, "Carl Dias");
     client.stop().await;
+}
+
+/// Asks the client to sync the collection address-book contacts are in.
+async fn sync_contacts(client: &TestClient) {
+    client
+        .client
+        .process_sync_task(whatsapp_rust::sync_task::MajorSyncTask::AppStateSync {
+            name: wacore::appstate::patch_decode::WAPatchName::CriticalUnblockLow,
+            full_sync: false,
+        })
+        .await;
 }
