@@ -36,6 +36,10 @@ pub const SCOPES: &[(&str, &[WAPatchName])] = &[
     ),
 ];
 
+/// How many WhatsApp timeouts applying one collection may take (its fetch, the MAC checks and
+/// the store writes).
+const APPLY_DEADLINE_FACTOR: u32 = 4;
+
 /// A scope a caller named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scope(&'static str, &'static [WAPatchName]);
@@ -105,9 +109,11 @@ impl AppState<'_> {
                     name: *name,
                     full_sync: full,
                 };
+                // One more request to WhatsApp, then the patches verified and written to the
+                // store: more than one WhatsApp answer's worth of time.
                 call(
                     "app_state_sync",
-                    self.session.timeout(),
+                    self.session.timeout() * APPLY_DEADLINE_FACTOR,
                     sync_task(client, task),
                 )
                 .await?;

@@ -381,7 +381,8 @@ async fn pictures_and_privacy_end_to_end() {
         .assert_error(409, "DEVICE_NOT_READY");
 }
 
-/// `GET /contacts` until it lists `jid` with a full name.
+/// `GET /contacts` until it lists `jid` with a full name and its LID (the name and the pair are
+/// stored one after the other).
 async fn wait_for_named(s: &Setup, jid: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -391,7 +392,7 @@ async fn wait_for_named(s: &Setup, jid: &str) -> Value {
             .as_array()
             .expect("contacts")
             .iter()
-            .find(|c| c["jid"] == jid && c["full_name"].is_string())
+            .find(|c| c["jid"] == jid && c["full_name"].is_string() && c["lid_jid"].is_string())
         {
             return found.clone();
         }
