@@ -213,6 +213,12 @@ fn record_device(device: DeviceId) {
     tracing::Span::current().record("device.id", tracing::field::display(device));
 }
 
+/// The device's session if it runs on this node and is connected now; never starts anything.
+pub fn connected_here(state: &AppState, device: &Device) -> Option<DeviceSession> {
+    let handle = running(state, device.id)?;
+    DeviceSession::connected(scope_of(device), handle).ok()
+}
+
 fn running(state: &AppState, device: DeviceId) -> Option<DeviceHandle> {
     state.sessions.get(device).filter(|h| !h.is_closed())
 }

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod forward;
 pub mod idempotency;
 pub mod qr;
+pub mod reachout;
 pub mod routes;
 pub mod server;
 pub mod state;

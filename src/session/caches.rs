@@ -57,4 +57,6 @@ pub struct DeviceCaches {
     /// Group changes the device's own calls reported, so WhatsApp's notification of one is
     /// not reported again.
     pub groups_reported: super::group_events::RecentChanges,
+    /// WhatsApp's reach-out time-lock on the account, as last read.
+    pub reachout: super::reachout::ReachoutCache,
 }

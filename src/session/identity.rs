@@ -150,3 +150,28 @@ pub(crate) async fn record_message_sender(
         tracing::warn!(error = %err, "LID mapping from a message not stored");
     }
 }
+
+/// Teaches the LID/phone-number pair an address-book contact (app state) carries: its index
+/// names the contact by phone number, its `lidJid` by LID.
+pub(crate) async fn learn_contact_pair(client: Option<Arc<Client>>, event: &Event) {
+    let Event::ContactUpdate(update) = event else {
+        return;
+    };
+    let phone = ContactId::from_wa(&update.jid).and_then(|c| c.phone().cloned());
+    let lid = update
+        .action
+        .lid_jid
+        .as_deref()
+        .and_then(ContactId::from_wire)
+        .and_then(|c| c.lid().cloned());
+    if let (Some(lid), Some(phone), Some(client)) = (lid, phone, client)
+        && let Err(err) = client
+            .add_lid_pn_mappings(
+                vec![(lid.as_str().to_owned(), phone.as_str().to_owned())],
+                whatsapp_rust::lid_pn_cache::LearningSource::Other,
+            )
+            .await
+    {
+        tracing::warn!(error = %err, "LID mapping from an address-book contact not stored");
+    }
+}

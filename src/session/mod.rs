@@ -8,6 +8,7 @@
 //! - [`actor`]: the task that owns the client and consumes its events.
 //! - [`ownership`]: one live connection per device across every gateway process.
 //! - [`pacing`]: per-device pacing of the WhatsApp calls that get accounts banned when abused.
+//! - [`reachout`]: WhatsApp's reach-out time-lock on the account, read through MEX.
 //! - [`reconnect`]: reconnects spread over time after WhatsApp drops many sessions at once.
 //! - [`group_events`]: group and community events, from notifications and own calls.
 //! - [`group_sync`]: the groups' changes made while the device was away, found at connect.
@@ -29,6 +30,7 @@ pub mod outbox;
 pub mod ownership;
 pub mod pacing;
 pub mod pool;
+pub mod reachout;
 pub mod reconnect;
 pub mod state;
 pub mod whatsapp;

@@ -56,3 +56,13 @@ where
         Ok(Ok(value)) => Ok(value),
     }
 }
+
+impl From<whatsapp_rust::features::ProfileError> for SessionError {
+    fn from(err: whatsapp_rust::features::ProfileError) -> Self {
+        use whatsapp_rust::features::ProfileError;
+        match err {
+            ProfileError::Iq(iq) => iq.into(),
+            other => SessionError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}

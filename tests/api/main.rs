@@ -7,6 +7,7 @@
 //! Integration tests of the HTTP API: the real router, a real PostgreSQL (a fresh database per
 //! test), every answer checked against `openapi.yaml`. One binary, so it links once.
 
+mod account_pages;
 mod architecture;
 mod auth;
 mod bench_smoke;

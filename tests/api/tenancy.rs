@@ -50,6 +50,12 @@ fn valid_body(method: &str, path: &str, device: &str) -> Option<Value> {
             "webhook_url": "http://127.0.0.1:9/hook", "enabled_events": ["*"], "device_id": device
         })),
         ("post", "/webhook/test") => Some(json!({"device_id": device})),
+        // The account's pages.
+        ("post", "/groups/{jid}/picture") | ("post", "/profile/picture") => {
+            Some(json!({"image_base64": "/9j/4AAQ", "device_id": device}))
+        }
+        ("patch", "/privacy") => Some(json!({"LastSeen": "contacts", "device_id": device})),
+        ("post", "/appstate/sync") => Some(json!({"scopes": ["contacts"], "device_id": device})),
         _ => None,
     }
 }
@@ -64,6 +70,7 @@ fn extra_query(template: &str) -> &'static str {
     match template {
         "/contacts/profile" => "&number=5511999990000",
         "/groups/invite-info" => "&link=AbCdEfGhIjKlMnOpQrStUv",
+        "/contacts/profile-picture" => "&number=5511999990000",
         _ => "",
     }
 }

@@ -277,9 +277,14 @@ pub(super) async fn change(
     let groups = groups(&state, &session);
     // Removing from a community removes from every linked group, as WhatsApp does.
     let across_linked = community && action == Action::Remove;
-    let results = groups
-        .change_participants(&jid, action, &participants, across_linked)
-        .await?;
+    // A first contact with a stranger may meet WhatsApp's reach-out time-lock (463).
+    let results = crate::http::reachout::checked(
+        &session,
+        groups
+            .change_participants(&jid, action, &participants, across_linked)
+            .await,
+    )
+    .await?;
     Ok(Success::ok(ChangeView {
         jid: jid.jid(),
         action: action.as_str(),

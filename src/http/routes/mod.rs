@@ -2,6 +2,7 @@
 //! test compares it with `openapi.yaml`, and nothing can be routed that the document does not
 //! describe.
 
+mod account;
 mod communities;
 mod contacts;
 mod devices;
@@ -105,6 +106,15 @@ api_routes! {
         get: membership::requests,
         post: membership::answer_requests,
     },
+    // The account's pages: pictures, privacy, app-state sync.
+    "/contacts/profile-picture" => { get: account::profile_picture },
+    "/groups/{jid}/picture" => {
+        post: account::set_group_picture,
+        delete: account::remove_group_picture,
+    },
+    "/profile/picture" => { post: account::set_own_picture },
+    "/privacy" => { get: account::privacy, patch: account::update_privacy },
+    "/appstate/sync" => { post: account::sync_app_state },
     // Events and webhooks.
     "/webhook" => { post: webhooks::configure, get: webhooks::get, delete: webhooks::delete },
     "/webhook/events" => { get: webhooks::catalogue },

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{DeviceId, PhoneNumber, SessionStatus};
 use crate::http::auth::AuthUser;
 use crate::http::device::{
-    DeviceBody, DeviceQuery, observed_state, requested, scope_of, select_device, session,
+    DeviceBody, DeviceQuery, connected_here, observed_state, requested, scope_of, select_device,
+    session,
 };
 use crate::http::envelope::{Data, Message};
 use crate::http::error::{ApiError, FieldError};
@@ -134,6 +135,36 @@ pub struct StatusView {
     /// Why WhatsApp last stopped the session (logged out, banned, replaced, outdated), until it
     /// connects again.
     last_error: Option<String>,
+    /// WhatsApp's reach-out time-lock on the account, while connected and known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reachout_timelock: Option<ReachoutView>,
+}
+
+/// The reach-out time-lock as `GET /status` shows it.
+#[derive(Serialize)]
+pub struct ReachoutView {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<DateTime<Utc>>,
+}
+
+/// How long `GET /status` waits for WhatsApp to say whether the account is time-locked.
+const REACHOUT_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The account's reach-out time-lock, for a device connected here; nothing when it cannot be
+/// read quickly (the status answers anyway).
+async fn reachout_view(state: &AppState, device: &devices::Device) -> Option<ReachoutView> {
+    let session = connected_here(state, device)?;
+    match session.reachout_lock(false, REACHOUT_READ_DEADLINE).await {
+        Ok(lock) => Some(ReachoutView {
+            active: lock.active,
+            until: lock.until.filter(|_| lock.active),
+        }),
+        Err(err) => {
+            tracing::debug!(error = %err, "reach-out time-lock not read");
+            None
+        }
+    }
 }
 
 /// The device's session state; never starts anything.
@@ -148,6 +179,11 @@ pub async fn status(
         observed.status,
         SessionStatus::Unpaired | SessionStatus::Pairing | SessionStatus::LoggedOut
     ) && observed.jid.is_some();
+    let reachout_timelock = if observed.status == SessionStatus::Connected {
+        reachout_view(&state, &device).await
+    } else {
+        None
+    };
     Ok(Data(StatusView {
         connected: observed.status == SessionStatus::Connected,
         status: observed.status.as_str(),
@@ -157,6 +193,7 @@ pub async fn status(
         is_logged_in,
         last_seen: observed.last_seen,
         last_error: observed.last_error,
+        reachout_timelock,
     }))
 }
 

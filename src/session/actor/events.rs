@@ -325,6 +325,8 @@ impl DeviceActor {
             }
             Event::PushNameUpdate(_) | Event::ContactUpdate(_) | Event::BusinessStatusUpdate(_) => {
                 identity::record_event(&self.deps.db, &self.deps.wakeup, &self.scope, event).await;
+                let client = self.bot.as_ref().map(BotHandle::client);
+                identity::learn_contact_pair(client, event).await;
                 self.contacts_changed();
             }
             Event::GroupUpdate(update) => self.on_group_update(update),

@@ -254,7 +254,7 @@ impl ControlClient {
         }
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ControlError> {
@@ -280,7 +280,7 @@ impl ControlClient {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -355,6 +355,10 @@ impl ControlClient {
             )
             .await?;
         Ok(())
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub async fn create_group(&self, group: &CreateGroup) -> Result<GroupView, ControlError> {

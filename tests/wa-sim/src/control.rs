@@ -45,6 +45,24 @@ pub fn router(sim: Arc<Sim>) -> Router {
             "/groups/{jid}/actions",
             post(crate::groups::control::control_act),
         )
+        // Account pages: pictures, the phone's address book, the reach-out time-lock.
+        .route(
+            "/accounts/{phone}/picture",
+            post(crate::picture::control_set).delete(crate::picture::control_delete),
+        )
+        .route("/pictures/{jid}", get(crate::picture::control_get))
+        .route(
+            "/accounts/{phone}/contacts",
+            post(crate::appstate::control_add_contact),
+        )
+        .route(
+            "/accounts/{phone}/reachout-timelock",
+            post(crate::mex::control_set),
+        )
+        .route(
+            "/accounts/{phone}/privacy",
+            get(crate::privacy::control_get),
+        )
         .route("/stats", get(stats).delete(reset_stats))
         .route(
             "/faults",

@@ -1,6 +1,7 @@
 //! Answers to the IQs companions send, by namespace: keep-alive, passive/active, pre-keys,
-//! props, privacy, block list, usync, app-state sync, companion management. Groups and
-//! communities are in [`crate::groups`].
+//! props, block list, usync, companion management. Groups and communities are in
+//! [`crate::groups`]; privacy in [`crate::privacy`], pictures in [`crate::picture`], app state
+//! in [`crate::appstate`], MEX in [`crate::mex`].
 //!
 //! Namespaces the simulator does not implement are answered `501 feature-not-implemented`,
 //! never left to time out.
@@ -10,7 +11,7 @@ use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
 use crate::session::Session;
-use crate::stanza::{attr, child, child_bytes, children, split_jid};
+use crate::stanza::{attr, child, child_bytes, split_jid};
 use crate::world::Outbound;
 
 /// How an IQ is answered.
@@ -39,16 +40,16 @@ pub async fn answer(session: &mut Session, iq: &Node, xmlns: &str, kind: &str) -
                 .attr("hash", "wa-sim")
                 .build(),
         ]),
-        ("privacy", "get") => Answer::Result(vec![privacy_settings()]),
-        ("privacy", "set") => Answer::Result(children(iq).to_vec()),
+        ("privacy", _) => crate::privacy::answer(session, iq, kind),
         ("blocklist", _) => crate::blocklist::answer(session, iq, kind),
         ("usync", "get") => crate::usync::answer(session, iq),
-        ("w:sync:app:state", "set") => app_state_sync(iq),
+        ("w:sync:app:state", "set") => crate::appstate::answer(session, iq),
         ("urn:xmpp:whatsapp:dirty", _) => Answer::Result(Vec::new()),
         ("md", _) => md(session, iq),
         ("w:g2", _) => crate::groups::answer(session, iq, kind),
         ("w:biz", _) => crate::business::answer(session, iq, kind),
-        ("w:profile:picture", "get") => Answer::Error(404),
+        ("w:profile:picture", _) => crate::picture::answer(session, iq, kind),
+        ("w:mex", "get") => crate::mex::answer(session, iq),
         ("status", "set") => Answer::Result(Vec::new()),
         ("disappearing_mode", "set") => Answer::Result(Vec::new()),
         _ => {
@@ -104,9 +105,10 @@ fn encrypt(session: &mut Session, iq: &Node, kind: &str) -> Answer {
             store_signed_prekey(companion, skey);
         }
         // With a bundle uploaded, the phone shares the app-state keys with its new companion.
+        let key = world.app_state.entry(phone.clone()).or_default().key();
         if let Some(recipient) = world
             .account_mut(&phone)
-            .and_then(|account| crate::key_share::take(account, device))
+            .and_then(|account| crate::key_share::take(account, device, key))
         {
             let conn = session.conn.clone();
             let sim = session.sim.clone();
@@ -262,51 +264,6 @@ fn key_bundle(world: &mut crate::world::WorldState, jid: &str) -> Node {
         .attr("jid", jid.to_owned())
         .children(nodes)
         .build()
-}
-
-// --- privacy -------------------------------------------------------------------------------
-
-fn privacy_settings() -> Node {
-    let categories = [
-        ("last", "all"),
-        ("online", "all"),
-        ("profile", "all"),
-        ("status", "contacts"),
-        ("groupadd", "all"),
-        ("readreceipts", "all"),
-        ("calladd", "all"),
-        ("messages", "all"),
-    ];
-    NodeBuilder::new("privacy")
-        .children(categories.into_iter().map(|(name, value)| {
-            NodeBuilder::new("category")
-                .attr("name", name)
-                .attr("value", value)
-                .build()
-        }))
-        .build()
-}
-
-// --- app state -----------------------------------------------------------------------------
-
-/// The simulated accounts have no app-state mutations: every collection is answered at its
-/// first version, empty.
-fn app_state_sync(iq: &Node) -> Answer {
-    let Some(sync) = child(iq, "sync") else {
-        return Answer::Error(400);
-    };
-    let collections: Vec<Node> = sync
-        .get_children_by_tag("collection")
-        .map(|c| {
-            let name = attr(c, "name").unwrap_or_default();
-            let version = attr(c, "version").unwrap_or_else(|| "0".to_owned());
-            NodeBuilder::new("collection")
-                .attr("name", name)
-                .attr("version", version)
-                .build()
-        })
-        .collect();
-    Answer::Result(vec![NodeBuilder::new("sync").children(collections).build()])
 }
 
 // --- md: companion management --------------------------------------------------------------

@@ -34,11 +34,16 @@ pub struct Recipient {
     companion_identity: [u8; 32],
     signed_prekey: (u32, Vec<u8>, Vec<u8>),
     prekey: Option<(u32, Vec<u8>)>,
+    key: crate::appstate::SyncKey,
 }
 
 /// The companion's bundle, if it has uploaded one and has not had its share yet. Marks the share
 /// sent and consumes the one-time pre-key it uses, as WhatsApp's key-bundle answer does.
-pub fn take(account: &mut Account, device: u16) -> Option<Recipient> {
+pub fn take(
+    account: &mut Account,
+    device: u16,
+    key: crate::appstate::SyncKey,
+) -> Option<Recipient> {
     let identity = account.identity.clone();
     let phone = account.phone.clone();
     let companion: &mut Companion = account.companions.get_mut(&device)?;
@@ -61,6 +66,7 @@ pub fn take(account: &mut Account, device: u16) -> Option<Recipient> {
         companion_identity: companion.identity_pub,
         signed_prekey,
         prekey,
+        key,
     })
 }
 
@@ -98,7 +104,8 @@ pub async fn message(recipient: Recipient, stanza_id: String) -> anyhow::Result<
     )
     .await
     .context("a session with the companion")?;
-    let plaintext = wacore::messages::MessageUtils::encode_and_pad(&key_share_message());
+    let plaintext =
+        wacore::messages::MessageUtils::encode_and_pad(&key_share_message(&recipient.key));
     let ciphertext = message_encrypt(&plaintext, &address, &mut sessions, &mut store)
         .await
         .context("encrypting the key share")?;
@@ -125,27 +132,22 @@ pub async fn message(recipient: Recipient, stanza_id: String) -> anyhow::Result<
         .build())
 }
 
-/// One app-state sync key, as a phone shares it: a key id, 32 random bytes of key data, its
-/// fingerprint and the time it was made.
-fn key_share_message() -> wa::Message {
-    let key_id: [u8; 6] = rand::random();
-    let key_data: [u8; 32] = rand::random();
+/// The account's app-state sync key, as a phone shares it: the key id, 32 bytes of key data,
+/// its fingerprint and the time it was made. Every companion gets the same key, the one the
+/// account's app-state patches are encrypted under ([`crate::appstate`]).
+fn key_share_message(sync_key: &crate::appstate::SyncKey) -> wa::Message {
     let key = wa::message::AppStateSyncKey {
         key_id: MessageField::some(wa::message::AppStateSyncKeyId {
-            key_id: Some(key_id.to_vec()),
+            key_id: Some(sync_key.id.clone()),
         }),
         key_data: MessageField::some(wa::message::AppStateSyncKeyData {
-            key_data: Some(key_data.to_vec()),
+            key_data: Some(sync_key.data.to_vec()),
             fingerprint: MessageField::some(wa::message::AppStateSyncKeyFingerprint {
-                raw_id: Some(rand::random()),
+                raw_id: Some(sync_key.raw_id),
                 current_index: Some(0),
                 device_indexes: vec![0],
             }),
-            timestamp: Some(
-                i64::try_from(crate::sim::now_secs())
-                    .unwrap_or(i64::MAX)
-                    .saturating_mul(1000),
-            ),
+            timestamp: Some(sync_key.timestamp_ms),
         }),
     };
     wa::Message {

@@ -17,7 +17,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod account_api;
 pub mod api;
+mod appstate;
 mod blocklist;
 mod business;
 mod conn;
@@ -26,9 +28,12 @@ pub mod faults;
 mod groups;
 mod iq;
 mod key_share;
+mod mex;
 mod noise;
 mod pair_code;
 mod pairing;
+mod picture;
+mod privacy;
 mod session;
 mod sim;
 mod stanza;
@@ -39,6 +44,7 @@ mod world;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use account_api::*;
 pub use api::*;
 pub use faults::Fault;
 pub use stats::StatsSnapshot;

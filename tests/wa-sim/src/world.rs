@@ -242,6 +242,15 @@ pub struct WorldState {
     /// Groups and communities, by the user part of their JID (`120363...`).
     pub groups: HashMap<String, Group>,
     pub next_group: u64,
+    /// Profile pictures of accounts (by phone) and groups (by group id).
+    pub pictures: HashMap<String, crate::picture::Picture>,
+    pub next_picture: u64,
+    /// Privacy settings accounts changed from WhatsApp's defaults: phone -> category -> value.
+    pub privacy: HashMap<String, BTreeMap<String, String>>,
+    /// Accounts under a reach-out time-lock: phone -> when it ends (unix seconds).
+    pub reachout_locks: HashMap<String, u64>,
+    /// Each account's app state (its phone's address book among it), by phone.
+    pub app_state: HashMap<String, crate::appstate::AccountAppState>,
 }
 
 impl WorldState {
