@@ -38,12 +38,9 @@ impl Setup {
     }
 
     async fn send(&self, method: &str, path: &str, body: Option<Value>) -> TestResponse {
-        let method = axum::http::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut call = self.app.call(method, path).token(&self.tenant.admin_token);
-        if let Some(body) = body {
-            call = call.json(body);
-        }
-        call.send().await
+        self.app
+            .send_as(&self.tenant.admin_token, method, path, body)
+            .await
     }
 
     async fn fault(&self, fault: Fault) {
@@ -532,6 +529,16 @@ async fn app_state_sync_and_reachout_timelock() {
         .parse()
         .expect("seconds");
     assert!((3500..=3600).contains(&retry), "Retry-After {retry}");
+    // Creating a group or a community with a stranger in it meets the same lock.
+    for path in ["/groups", "/communities"] {
+        s.send(
+            "POST",
+            path,
+            Some(json!({"name": "Strangers", "participants": [alice.phone]})),
+        )
+        .await
+        .assert_error(429, "RATE_LIMITED");
+    }
     s.clear_faults().await;
     let status = s
         .send("GET", &format!("/status?device_id={}", s.device), None)

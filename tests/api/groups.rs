@@ -31,12 +31,9 @@ impl Setup {
     }
 
     async fn send(&self, method: &str, path: &str, body: Option<Value>) -> TestResponse {
-        let method = axum::http::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut call = self.app.call(method, path).token(&self.tenant.admin_token);
-        if let Some(body) = body {
-            call = call.json(body);
-        }
-        call.send().await
+        self.app
+            .send_as(&self.tenant.admin_token, method, path, body)
+            .await
     }
 
     async fn usync_count(&self) -> u64 {
@@ -49,7 +46,7 @@ impl Setup {
     }
 }
 
-async fn account(sim: &WaSim, phone: &str, restrict_group_add: bool) -> CreatedAccount {
+pub(crate) async fn account(sim: &WaSim, phone: &str, restrict_group_add: bool) -> CreatedAccount {
     sim.control()
         .create_account(&CreateAccount {
             phone: phone.to_owned(),
@@ -61,7 +58,7 @@ async fn account(sim: &WaSim, phone: &str, restrict_group_add: bool) -> CreatedA
         .expect("account")
 }
 
-fn statuses(answer: &Value) -> Vec<String> {
+pub(crate) fn statuses(answer: &Value) -> Vec<String> {
     answer["participants"]
         .as_array()
         .expect("participants")

@@ -4,8 +4,9 @@
 //! setting; each with its failures mapped to the catalogue.
 
 use serde_json::{Value, json};
-use wa_sim::{CreateAccount, CreateGroup, CreatedAccount, Fault, GroupAction, WaSim};
+use wa_sim::{CreateGroup, CreatedAccount, Fault, GroupAction, WaSim};
 
+use crate::groups::{account, statuses};
 use crate::helpers::{Tenant, TestApp, TestResponse};
 
 struct Setup {
@@ -35,12 +36,9 @@ impl Setup {
     }
 
     async fn send(&self, method: &str, path: &str, body: Option<Value>) -> TestResponse {
-        let method = axum::http::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut call = self.app.call(method, path).token(&self.tenant.admin_token);
-        if let Some(body) = body {
-            call = call.json(body);
-        }
-        call.send().await
+        self.app
+            .send_as(&self.tenant.admin_token, method, path, body)
+            .await
     }
 
     /// A group made by `owner` on their phone.
@@ -81,27 +79,6 @@ impl Setup {
         let view = self.sim.control().group(jid).await.expect("wa-sim view");
         view.participants.iter().any(|p| p.phone == phone)
     }
-}
-
-async fn account(sim: &WaSim, phone: &str, restrict_group_add: bool) -> CreatedAccount {
-    sim.control()
-        .create_account(&CreateAccount {
-            phone: phone.to_owned(),
-            push_name: Some(format!("User {phone}")),
-            restrict_group_add,
-            ..Default::default()
-        })
-        .await
-        .expect("account")
-}
-
-fn statuses(answer: &Value) -> Vec<String> {
-    answer["participants"]
-        .as_array()
-        .expect("participants")
-        .iter()
-        .map(|p| p["status"].as_str().expect("status").to_owned())
-        .collect()
 }
 
 fn link(code: &str) -> String {

@@ -261,6 +261,22 @@ impl TestApp {
         self.sessions.restore().await;
     }
 
+    /// One call as `token`, by method name, with an optional JSON body.
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let mut call = self.call(method, path).token(token);
+        if let Some(body) = body {
+            call = call.json(body);
+        }
+        call.send().await
+    }
+
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {
         Call {
             app: self,

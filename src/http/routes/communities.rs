@@ -48,9 +48,11 @@ pub async fn create_community(
     }
     let session = session(&state, &caller, body.device_id.or(query.device_id)).await?;
     let groups = groups(&state, &session);
-    let (community, participants) = groups
+    // Creating a community with strangers in it may meet WhatsApp's reach-out time-lock (463).
+    let created = groups
         .create_community(name, body.description, participants)
-        .await?;
+        .await;
+    let (community, participants) = crate::http::reachout::checked(&session, created).await?;
     Ok(Success::ok(CommunityCreatedView {
         community,
         participants,

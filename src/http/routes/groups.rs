@@ -141,7 +141,8 @@ pub async fn create(
     }
     let session = session(&state, &caller, body.device_id.or(query.device_id)).await?;
     let groups = groups(&state, &session);
-    let (group, participants) = groups
+    // Creating a group with strangers in it may meet WhatsApp's reach-out time-lock (463).
+    let created = groups
         .create(NewGroup {
             name,
             description: body.description,
@@ -152,7 +153,8 @@ pub async fn create(
             community,
             parent,
         })
-        .await?;
+        .await;
+    let (group, participants) = crate::http::reachout::checked(&session, created).await?;
     Ok(Success::created(GroupCreatedView {
         group,
         participants,
