@@ -12,7 +12,8 @@
 //!   no answer at all) / `_not_ready` (409): with a third node started again, each node in turn leaves the rotation, gets
 //!   SIGTERM (it hands its devices over and exits), is started again and rejoins the rotation
 //!   once it serves its share, while `BENCH_CONCURRENCY` clients send reads and block-list
-//!   changes for every device through the nodes in rotation.
+//!   changes for every device through the nodes in rotation; `rolling_restart_failures` counts
+//!   each distinct error answered.
 //!
 //! Other parameters: `BENCH_PAIR_CONCURRENCY` (32), `DATABASE_URL` (the server that hosts the
 //! benchmark database).
@@ -318,7 +319,12 @@ async fn measure(database_url: &str) -> Result<Value> {
                             .json(&json!({"device_id": device, "number": targets[step % 2]}))
                     };
                     let answer = request.bearer_auth(&api.token).send().await;
-                    counts.record(answer.map(|a| a.status().as_u16()).ok());
+                    let status = answer.as_ref().map(|a| a.status().as_u16()).ok();
+                    counts.record(status);
+                    if let (Ok(answer), Some(400..)) = (answer, status) {
+                        let body: Value = answer.json().await.unwrap_or(Value::Null);
+                        counts.note(&body);
+                    }
                 }
             })
         })
@@ -379,6 +385,7 @@ async fn measure(database_url: &str) -> Result<Value> {
         "rolling_restart_5xx": counts.server_errors.load(Ordering::Relaxed),
         "rolling_restart_not_ready": counts.not_ready.load(Ordering::Relaxed),
         "re_pairings": pairings_after.saturating_sub(pairings_before),
+        "rolling_restart_failures": counts.failures(),
     }))
 }
 
@@ -389,9 +396,26 @@ struct Counts {
     failed: AtomicU64,
     server_errors: AtomicU64,
     not_ready: AtomicU64,
+    /// Each distinct failure (code and message) with how often it was answered.
+    failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Counts {
+    fn note(&self, body: &Value) {
+        let code = body["error_code"].as_str().unwrap_or("?");
+        let message = body["error"].as_str().unwrap_or("");
+        if let Ok(mut failures) = self.failures.lock() {
+            *failures.entry(format!("{code}: {message}")).or_default() += 1;
+        }
+    }
+
+    fn failures(&self) -> Value {
+        self.failures
+            .lock()
+            .map(|f| json!(*f))
+            .unwrap_or(Value::Null)
+    }
+
     fn record(&self, status: Option<u16>) {
         self.total.fetch_add(1, Ordering::Relaxed);
         match status {
