@@ -22,6 +22,16 @@ impl From<whatsapp_rust::features::GroupError> for SessionError {
         use whatsapp_rust::features::GroupError;
         match err {
             GroupError::Iq(iq) => iq.into(),
+            // Refusals of the request itself, answered as WhatsApp refusals (with the reason),
+            // not as failures of the gateway.
+            e @ GroupError::InvalidRequest(_) => SessionError::WhatsApp {
+                code: 400,
+                text: e.to_string(),
+            },
+            e @ GroupError::DescriptionConflict => SessionError::WhatsApp {
+                code: 409,
+                text: e.to_string(),
+            },
             other => SessionError::Internal(anyhow::Error::new(other)),
         }
     }
@@ -64,5 +74,22 @@ impl From<whatsapp_rust::features::ProfileError> for SessionError {
             ProfileError::Iq(iq) => iq.into(),
             other => SessionError::Internal(anyhow::Error::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_group_requests_are_whatsapp_refusals_not_internal_errors() {
+        use whatsapp_rust::features::GroupError;
+        let refused = SessionError::from(GroupError::InvalidRequest("empty code".to_owned()));
+        assert!(
+            matches!(&refused, SessionError::WhatsApp { code: 400, text } if text.contains("empty code")),
+            "{refused:?}"
+        );
+        let changed = SessionError::from(GroupError::DescriptionConflict);
+        assert!(matches!(changed, SessionError::WhatsApp { code: 409, .. }));
     }
 }
