@@ -21,6 +21,9 @@ use crate::session::keys::PgKeyStore;
 use crate::session::{SessionConfig, SessionPool};
 use crate::store;
 
+/// How long a drained node keeps answering before its listener closes.
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
+
 /// The assembled gateway: its router and the device sessions behind it.
 pub struct Gateway {
     pub router: Router,
@@ -221,6 +224,12 @@ pub async fn serve(
     sessions
         .drain(config.shutdown_timeout.max(Duration::from_secs(60)))
         .await;
+    if sessions.cluster().has_peers() {
+        // Requests the other nodes sent here just before the last hand-offs, on connections
+        // they keep alive, are answered (as moved, so they ask the new owner) rather than cut
+        // off by the closing listener.
+        tokio::time::sleep(DRAIN_LINGER).await;
+    }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(());
     match tokio::time::timeout(config.shutdown_timeout, server).await {
