@@ -113,7 +113,9 @@ fn describe() {
     );
     describe_counter!(
         FORWARDED,
-        "Requests forwarded to the node serving their device, by outcome (answered, failed)"
+        "Requests forwarded to the node serving their device, by outcome (answered, failed) and by \
+         how the node was found (known: remembered from an earlier request; placed: read from \
+         the device's lease)"
     );
     describe_histogram!(
         FORWARD_DURATION,
@@ -213,9 +215,10 @@ pub fn devices_owned(count: usize) {
     metrics::gauge!(DEVICES_OWNED).set(count as f64);
 }
 
-pub fn request_forwarded(took: Duration, answered: bool) {
+pub fn request_forwarded(took: Duration, answered: bool, known: bool) {
     let outcome = if answered { "answered" } else { "failed" };
-    metrics::counter!(FORWARDED, "outcome" => outcome).increment(1);
+    let route = if known { "known" } else { "placed" };
+    metrics::counter!(FORWARDED, "outcome" => outcome, "route" => route).increment(1);
     metrics::histogram!(FORWARD_DURATION).record(took.as_secs_f64());
 }
 
@@ -250,7 +253,7 @@ mod tests {
         delivery_backlog(1, 2.0);
         nodes_live(2);
         devices_owned(3);
-        request_forwarded(Duration::from_millis(2), true);
+        request_forwarded(Duration::from_millis(2), true, false);
         device_handed_off();
         device_taken(true);
         node_declared_dead();

@@ -145,7 +145,7 @@ async fn place(state: &AppState, device: &Device) -> Result<(), ApiError> {
         );
         match step {
             Placement::Here => return Ok(()),
-            Placement::Elsewhere(node) => return Err(ApiError::Elsewhere(node)),
+            Placement::Elsewhere(node) => return Err(ApiError::Elsewhere(device.id, node)),
             Placement::Moving if Instant::now() >= deadline => return Ok(()),
             Placement::Moving => {
                 tokio::time::sleep(PLACEMENT_POLL).await;

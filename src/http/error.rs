@@ -106,7 +106,7 @@ pub enum ApiError {
     /// The device is served by another gateway node: the forwarding layer sends the request
     /// there (see `http::forward`); without it, `DEVICE_NOT_READY`.
     #[error("the device is served by another gateway node")]
-    Elsewhere(crate::store::nodes::LiveNode),
+    Elsewhere(crate::domain::DeviceId, crate::store::nodes::LiveNode),
     #[error("{0}")]
     Conflict(String),
     #[error("request body is larger than the limit")]
@@ -165,7 +165,7 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::NotOnWhatsapp(_) => ErrorCode::NotOnWhatsapp,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
-            ApiError::DeviceNotReady(_) | ApiError::Elsewhere(_) => ErrorCode::DeviceNotReady,
+            ApiError::DeviceNotReady(_) | ApiError::Elsewhere(..) => ErrorCode::DeviceNotReady,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
@@ -281,11 +281,11 @@ impl IntoResponse for ApiError {
                 }
                 response
             }
-            ApiError::Elsewhere(node) => {
+            ApiError::Elsewhere(device, node) => {
                 let mut response = envelope(code, &self.to_string(), &[]);
                 response
                     .extensions_mut()
-                    .insert(super::forward::ForwardTo(node.clone()));
+                    .insert(super::forward::ForwardTo(*device, node.clone()));
                 response
             }
             _ => envelope(code, &self.to_string(), &[]),

@@ -23,8 +23,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use super::auth::AuthUser;
+use super::device::{DeviceBody, DeviceQuery};
 use super::error::ApiError;
 use super::state::AppState;
+use crate::domain::DeviceId;
 use crate::store::nodes::LiveNode;
 
 /// The node that forwarded a request.
@@ -47,7 +50,7 @@ pub struct ForwardedIn;
 
 /// A response extension: the request is for a device another node serves.
 #[derive(Debug, Clone)]
-pub struct ForwardTo(pub LiveNode);
+pub struct ForwardTo(pub DeviceId, pub LiveNode);
 
 tokio::task_local! {
     static FORWARDED: bool;
@@ -242,6 +245,11 @@ pub async fn accept_forwarded(
 
 /// Around the handlers: a request whose device another node serves is forwarded to it. The
 /// body is kept so that the request can be sent on as it came.
+///
+/// An authenticated request naming a device this node has sent requests for before goes
+/// straight to that device's owner (the owner authenticates it and checks the device again, as
+/// for any forwarded request); the handlers here run only when the route is unknown or the
+/// owner says the device moved.
 pub async fn forward_elsewhere(
     State(state): State<AppState>,
     request: Request,
@@ -255,14 +263,34 @@ pub async fn forward_elsewhere(
     let Ok(body) = axum::body::to_bytes(body, state.forwarder.body_limit).await else {
         return ApiError::PayloadTooLarge.into_response();
     };
+    let mut known = None;
+    if parts.extensions.get::<AuthUser>().is_some()
+        && let Some(device) = named_device(&parts, &body)
+    {
+        if state.sessions.holds(device) {
+            cluster.forget_route(device);
+        } else if let Some(node) = cluster.route(device) {
+            known = Some((device, node));
+        }
+    }
     let deadline = Instant::now() + cluster.config().handoff_wait;
     loop {
-        let response = next
-            .clone()
-            .run(Request::from_parts(copy(&parts), Body::from(body.clone())))
-            .await;
-        let Some(ForwardTo(node)) = response.extensions().get::<ForwardTo>().cloned() else {
-            return response;
+        let remembered = known.is_some();
+        let (device, node) = match known.take() {
+            Some(route) => route,
+            None => {
+                let response = next
+                    .clone()
+                    .run(Request::from_parts(copy(&parts), Body::from(body.clone())))
+                    .await;
+                let Some(ForwardTo(device, node)) =
+                    response.extensions().get::<ForwardTo>().cloned()
+                else {
+                    return response;
+                };
+                cluster.learn_route(device, &node);
+                (device, node)
+            }
         };
         let started = Instant::now();
         let answer = state
@@ -275,17 +303,18 @@ pub async fn forward_elsewhere(
                 body.clone(),
             )
             .await;
-        crate::metrics::request_forwarded(started.elapsed(), answer.is_ok());
+        crate::metrics::request_forwarded(started.elapsed(), answer.is_ok(), remembered);
         match answer {
             // The device moved meanwhile: ask the registry again.
-            Ok(answer) if answer.headers().contains_key(MOVED) => {}
+            Ok(answer) if answer.headers().contains_key(MOVED) => cluster.forget_route(device),
             Ok(mut answer) => {
                 answer.headers_mut().remove(MOVED);
                 return answer;
             }
             // Not received: ask the registry again (the node may have just stopped).
-            Err(false) => {}
+            Err(false) => cluster.forget_route(device),
             Err(true) => {
+                cluster.forget_route(device);
                 return ApiError::DeviceNotReady(
                     "the gateway node serving the device stopped while answering; the request \
                      may have been applied: retry it (with an Idempotency-Key where it is not \
@@ -302,6 +331,28 @@ pub async fn forward_elsewhere(
             .into_response();
         }
         tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// The device a request names, in its query or in its JSON body (`device_id`), the way the
+/// handlers read it; `None` when it names none or cannot be read (the handlers then answer).
+fn named_device(parts: &axum::http::request::Parts, body: &Bytes) -> Option<DeviceId> {
+    let from_body = || {
+        serde_json::from_slice::<DeviceBody>(body)
+            .ok()
+            .and_then(|b| b.device_id)
+    };
+    let from_query = || {
+        parts
+            .uri
+            .query()
+            .and_then(|q| serde_urlencoded::from_str::<DeviceQuery>(q).ok())
+            .and_then(|q| q.device_id)
+    };
+    if body.is_empty() {
+        from_query()
+    } else {
+        from_body().or_else(from_query)
     }
 }
 

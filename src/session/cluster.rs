@@ -14,7 +14,7 @@
 //!   the lease up), announces it, and waits until the target's session is connected before it
 //!   moves the next device. Requests meanwhile wait for the new owner (see `http::device`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -83,6 +83,11 @@ pub struct Cluster {
     /// is connected): requests for them wait for the new owner instead of using the session
     /// that is stopping here.
     handing: Mutex<HashSet<DeviceId>>,
+    /// Where requests for devices served elsewhere were last sent: device to node id. Learned
+    /// from placements (a device row read through the caller's tenant, then its lease), so
+    /// a request for a known device goes to its owner without a database round trip here; the
+    /// owner still checks the caller and the device, and says when the device has moved.
+    routes: Mutex<HashMap<DeviceId, String>>,
 }
 
 impl Cluster {
@@ -96,6 +101,7 @@ impl Cluster {
             taking: Mutex::new(HashSet::new()),
             leaving: Mutex::new(HashSet::new()),
             handing: Mutex::new(HashSet::new()),
+            routes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -152,6 +158,35 @@ impl Cluster {
         match self.pick(device) {
             Some(node) => node.id == self.config.node_id,
             None => !self.draining(),
+        }
+    }
+
+    /// The live node requests for `device` were last sent to, if it is still live.
+    pub fn route(&self, device: DeviceId) -> Option<LiveNode> {
+        let id = self.routes.lock().ok()?.get(&device).cloned()?;
+        let node = self.node(&id);
+        if node.is_none() {
+            self.forget_route(device);
+        }
+        node
+    }
+
+    /// Remembers that `node` serves `device`.
+    pub fn learn_route(&self, device: DeviceId, node: &LiveNode) {
+        if node.id == self.config.node_id {
+            return;
+        }
+        if let Ok(mut routes) = self.routes.lock()
+            && routes.get(&device) != Some(&node.id)
+        {
+            routes.insert(device, node.id.clone());
+        }
+    }
+
+    /// Forgets where `device` is served (it moved, or its node did not answer).
+    pub fn forget_route(&self, device: DeviceId) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.remove(&device);
         }
     }
 

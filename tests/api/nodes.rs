@@ -392,6 +392,61 @@ async fn thirty_devices_answer_through_every_node_and_a_killed_node_is_taken_ove
             assert_eq!((status, &body), (200, &direct), "device {i}");
         }
     }
+    // Read again, a node that forwarded a device's request before sends the next one straight
+    // to the owner (no placement here), and the owner still checks who is asking: another
+    // tenant's token reads nothing through the remembered route.
+    let stranger = c.app.register("nodes-kill-stranger").await;
+    let mut forwarded_again = [0_u64; 3];
+    for (i, device) in c.devices.iter().enumerate() {
+        let path = format!("/contacts/blocklist?device_id={device}");
+        let owner = process_of(&c, owners_before[i].as_deref().expect("owned")).await;
+        for (n, node) in c.nodes.iter().enumerate().filter(|(n, _)| *n != owner) {
+            let (status, _) = call(&c.http, node, reqwest::Method::GET, &path, &c.token, None)
+                .await
+                .expect("answer");
+            assert_eq!(status, 200, "device {i} through node {n}");
+            forwarded_again[n] += 1;
+            let (status, body) = call(
+                &c.http,
+                node,
+                reqwest::Method::GET,
+                &path,
+                &stranger.admin_token,
+                None,
+            )
+            .await
+            .expect("answer");
+            assert_eq!(
+                (status, body["error_code"].as_str()),
+                (404, Some("NOT_FOUND")),
+                "{body}"
+            );
+        }
+    }
+    for (n, node) in c.nodes.iter().enumerate() {
+        let metrics = c
+            .http
+            .get(node.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let known: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("wuts_forwarded_requests_total{"))
+            .filter(|l| l.contains(r#"outcome="answered""#) && l.contains(r#"route="known""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        // Both reads of the second round (the caller's and the stranger's) went by the route
+        // the first round taught.
+        assert!(
+            known >= 2 * forwarded_again[n],
+            "node {n}: {known} of {} forwarded by a known route\n{metrics}",
+            2 * forwarded_again[n]
+        );
+    }
 
     // The same Idempotency-Key sent to two nodes creates one community.
     let path = format!("/communities?device_id={}", c.devices[0]);
