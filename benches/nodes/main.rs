@@ -15,8 +15,11 @@
 //!   changes for every device through the nodes in rotation; `rolling_restart_failures` counts
 //!   each distinct error answered.
 //!
-//! Other parameters: `BENCH_PAIR_CONCURRENCY` (32), `DATABASE_URL` (the server that hosts the
-//! benchmark database).
+//! `takeover_cpu_seconds` is the CPU time the surviving gateways, PostgreSQL and the benchmark's
+//! own process (wa-sim, the clients) used meanwhile.
+//!
+//! Other parameters: `BENCH_PAIR_CONCURRENCY` (32), `BENCH_NODE_ROLLING` (1; 0 stops after the
+//! takeover), `BENCH_NODE_LOG` (the nodes' `RUST_LOG`, default `error`), `DATABASE_URL` (the server that hosts the benchmark database).
 
 #[expect(
     dead_code,
@@ -99,6 +102,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start_node(&self) -> Result<Gateway> {
+        let log = std::env::var("BENCH_NODE_LOG").unwrap_or_else(|_| "error".to_owned());
         Gateway::start_with(
             &self.config,
             &self.database_url,
@@ -106,6 +110,7 @@ impl Cluster {
             &[
                 ("WUTS_NODE_SECRET", NODE_SECRET),
                 ("WUTS_RESTORE_JITTER", "0s"),
+                ("RUST_LOG", &log),
             ],
         )
         .await
@@ -167,6 +172,7 @@ async fn measure(database_url: &str) -> Result<Value> {
     let seconds = env_or("BENCH_SECONDS", 5.0f64).max(0.2);
     let concurrency = env_or("BENCH_CONCURRENCY", 16usize).max(1);
     let pair_concurrency = env_or("BENCH_PAIR_CONCURRENCY", 32usize).max(1);
+    let rolling_restart = env_or("BENCH_NODE_ROLLING", 1u8) != 0;
     let total = per_node * 3;
 
     let sim = WaSim::start().await?;
@@ -258,6 +264,7 @@ async fn measure(database_url: &str) -> Result<Value> {
         .await
         .map_err(|e| anyhow!("{e:?}"))?
         .pairings;
+    let cpu_before = Cpu::read();
     let killed_at = Instant::now();
     victim_node.crash()?;
     let survivors: Vec<String> = cluster.nodes.iter().map(|n| n.base().to_owned()).collect();
@@ -267,6 +274,25 @@ async fn measure(database_url: &str) -> Result<Value> {
     })
     .await?;
     let takeover = killed_at.elapsed().as_secs_f64();
+    let takeover_cpu = Cpu::read().since(&cpu_before);
+    if !rolling_restart {
+        for node in cluster.nodes.drain(..) {
+            node.stop().await;
+        }
+        return Ok(json!({
+            "nodes": 3,
+            "devices": total,
+            "direct_read_rps": stats::round(direct.rps, 0),
+            "forwarded_read_rps": stats::round(forwarded.rps, 0),
+            "forwarded_direct_ratio": stats::round(stats::ratio(forwarded.rps, direct.rps), 2),
+            "direct_read_p50_ms": stats::round(direct_p50, 2),
+            "forwarded_read_p50_ms": stats::round(forwarded_p50, 2),
+            "read_errors": direct.errors + forwarded.errors,
+            "takeover_devices": victim_devices,
+            "takeover_seconds": stats::round(takeover, 2),
+            "takeover_cpu_seconds": takeover_cpu,
+        }));
+    }
 
     // Three nodes again, then a rolling restart under traffic.
     progress("third node");
@@ -379,6 +405,7 @@ async fn measure(database_url: &str) -> Result<Value> {
         "read_errors": direct.errors + forwarded.errors,
         "takeover_devices": victim_devices,
         "takeover_seconds": stats::round(takeover, 2),
+        "takeover_cpu_seconds": takeover_cpu,
         "rolling_restart_seconds": stats::round(rolling, 1),
         "rolling_restart_requests": counts.total.load(Ordering::Relaxed),
         "rolling_restart_failed": counts.failed.load(Ordering::Relaxed),
@@ -387,6 +414,76 @@ async fn measure(database_url: &str) -> Result<Value> {
         "re_pairings": pairings_after.saturating_sub(pairings_before),
         "rolling_restart_failures": counts.failures(),
     }))
+}
+
+/// CPU time used so far (user and system, seconds): by each gateway process (this process's
+/// children), by all of PostgreSQL's processes, and by this one (wa-sim and the load clients).
+struct Cpu {
+    gateways: std::collections::HashMap<u32, f64>,
+    postgres: std::collections::HashMap<u32, f64>,
+    bench: f64,
+}
+
+impl Cpu {
+    fn read() -> Self {
+        let me = std::process::id().to_string();
+        let mut gateways = std::collections::HashMap::new();
+        let mut postgres = std::collections::HashMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((name, parent, seconds)) = cpu_of(&stat) else {
+                continue;
+            };
+            if name == "postgres" {
+                postgres.insert(pid, seconds);
+            } else if name == "wuts" && parent == me {
+                gateways.insert(pid, seconds);
+            }
+        }
+        let bench = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|stat| cpu_of(&stat).map(|(_, _, seconds)| seconds))
+            .unwrap_or(0.0);
+        Self {
+            gateways,
+            postgres,
+            bench,
+        }
+    }
+
+    /// What was used since `before`: by the processes alive at both readings, and by those
+    /// started meanwhile.
+    fn since(&self, before: &Self) -> Value {
+        let used = |now: &std::collections::HashMap<u32, f64>,
+                    then: &std::collections::HashMap<u32, f64>| {
+            now.iter()
+                .map(|(pid, seconds)| seconds - then.get(pid).copied().unwrap_or(0.0))
+                .sum::<f64>()
+        };
+        json!({
+            "gateways": stats::round(used(&self.gateways, &before.gateways), 2),
+            "postgres": stats::round(used(&self.postgres, &before.postgres), 2),
+            "bench": stats::round(self.bench - before.bench, 2),
+        })
+    }
+}
+
+/// The command name, the parent's pid and utime + stime (seconds, at the kernel's 100 ticks a
+/// second) of a `/proc/<pid>/stat` line.
+fn cpu_of(stat: &str) -> Option<(&str, &str, f64)> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((name, fields.get(1)?, ticks as f64 / 100.0))
 }
 
 /// What the rolling restart's clients got.
