@@ -275,23 +275,24 @@ async fn measure(database_url: &str) -> Result<Value> {
     .await?;
     let takeover = killed_at.elapsed().as_secs_f64();
     let takeover_cpu = Cpu::read().since(&cpu_before);
+    let mut figures = json!({
+        "nodes": 3,
+        "devices": total,
+        "direct_read_rps": stats::round(direct.rps, 0),
+        "forwarded_read_rps": stats::round(forwarded.rps, 0),
+        "forwarded_direct_ratio": stats::round(stats::ratio(forwarded.rps, direct.rps), 2),
+        "direct_read_p50_ms": stats::round(direct_p50, 2),
+        "forwarded_read_p50_ms": stats::round(forwarded_p50, 2),
+        "read_errors": direct.errors + forwarded.errors,
+        "takeover_devices": victim_devices,
+        "takeover_seconds": stats::round(takeover, 2),
+        "takeover_cpu_seconds": takeover_cpu,
+    });
     if !rolling_restart {
         for node in cluster.nodes.drain(..) {
             node.stop().await;
         }
-        return Ok(json!({
-            "nodes": 3,
-            "devices": total,
-            "direct_read_rps": stats::round(direct.rps, 0),
-            "forwarded_read_rps": stats::round(forwarded.rps, 0),
-            "forwarded_direct_ratio": stats::round(stats::ratio(forwarded.rps, direct.rps), 2),
-            "direct_read_p50_ms": stats::round(direct_p50, 2),
-            "forwarded_read_p50_ms": stats::round(forwarded_p50, 2),
-            "read_errors": direct.errors + forwarded.errors,
-            "takeover_devices": victim_devices,
-            "takeover_seconds": stats::round(takeover, 2),
-            "takeover_cpu_seconds": takeover_cpu,
-        }));
+        return Ok(figures);
     }
 
     // Three nodes again, then a rolling restart under traffic.
@@ -394,18 +395,7 @@ async fn measure(database_url: &str) -> Result<Value> {
         node.stop().await;
     }
 
-    Ok(json!({
-        "nodes": 3,
-        "devices": total,
-        "direct_read_rps": stats::round(direct.rps, 0),
-        "forwarded_read_rps": stats::round(forwarded.rps, 0),
-        "forwarded_direct_ratio": stats::round(stats::ratio(forwarded.rps, direct.rps), 2),
-        "direct_read_p50_ms": stats::round(direct_p50, 2),
-        "forwarded_read_p50_ms": stats::round(forwarded_p50, 2),
-        "read_errors": direct.errors + forwarded.errors,
-        "takeover_devices": victim_devices,
-        "takeover_seconds": stats::round(takeover, 2),
-        "takeover_cpu_seconds": takeover_cpu,
+    let rolling_figures = json!({
         "rolling_restart_seconds": stats::round(rolling, 1),
         "rolling_restart_requests": counts.total.load(Ordering::Relaxed),
         "rolling_restart_failed": counts.failed.load(Ordering::Relaxed),
@@ -413,7 +403,11 @@ async fn measure(database_url: &str) -> Result<Value> {
         "rolling_restart_not_ready": counts.not_ready.load(Ordering::Relaxed),
         "re_pairings": pairings_after.saturating_sub(pairings_before),
         "rolling_restart_failures": counts.failures(),
-    }))
+    });
+    if let (Some(all), Value::Object(rolling)) = (figures.as_object_mut(), rolling_figures) {
+        all.extend(rolling);
+    }
+    Ok(figures)
 }
 
 /// CPU time used so far (user and system, seconds): by each gateway process (this process's
