@@ -15,6 +15,8 @@
 //!   changes for every device through the nodes in rotation; `rolling_restart_failures` counts
 //!   each distinct error answered.
 //!
+//! `direct_read_cpu_us` / `forwarded_read_cpu_us`: the CPU each read cost, in microseconds, in
+//! each gateway (the busiest first), PostgreSQL and the benchmark's process (the clients).
 //! `takeover_cpu_seconds` is the CPU time the surviving gateways, PostgreSQL and the benchmark's
 //! own process (wa-sim, the clients) used meanwhile.
 //!
@@ -240,8 +242,12 @@ async fn measure(database_url: &str) -> Result<Value> {
     let owner_index = index_of(&cluster.nodes, &urls, &owner).ok_or_else(|| anyhow!("owner"))?;
     let other_index = (owner_index + 1) % 3;
     let path = format!("/contacts/blocklist?device_id={device}");
+    let cpu_before = Cpu::read();
     let direct = load(&apis[owner_index], &path, concurrency, seconds).await;
+    let cpu_between = Cpu::read();
     let forwarded = load(&apis[other_index], &path, concurrency, seconds).await;
+    let direct_cpu = cpu_between.per_request(&cpu_before, direct.latencies.len());
+    let forwarded_cpu = Cpu::read().per_request(&cpu_between, forwarded.latencies.len());
     let direct_p50 = stats::percentile(&direct.latencies, 50.0);
     let forwarded_p50 = stats::percentile(&forwarded.latencies, 50.0);
 
@@ -284,6 +290,8 @@ async fn measure(database_url: &str) -> Result<Value> {
         "direct_read_p50_ms": stats::round(direct_p50, 2),
         "forwarded_read_p50_ms": stats::round(forwarded_p50, 2),
         "read_errors": direct.errors + forwarded.errors,
+        "direct_read_cpu_us": direct_cpu,
+        "forwarded_read_cpu_us": forwarded_cpu,
         "takeover_devices": victim_devices,
         "takeover_seconds": stats::round(takeover, 2),
         "takeover_cpu_seconds": takeover_cpu,
@@ -457,18 +465,39 @@ impl Cpu {
     /// What was used since `before`: by the processes alive at both readings, and by those
     /// started meanwhile.
     fn since(&self, before: &Self) -> Value {
-        let used = |now: &std::collections::HashMap<u32, f64>,
-                    then: &std::collections::HashMap<u32, f64>| {
-            now.iter()
-                .map(|(pid, seconds)| seconds - then.get(pid).copied().unwrap_or(0.0))
-                .sum::<f64>()
-        };
         json!({
             "gateways": stats::round(used(&self.gateways, &before.gateways), 2),
             "postgres": stats::round(used(&self.postgres, &before.postgres), 2),
             "bench": stats::round(self.bench - before.bench, 2),
         })
     }
+
+    /// What each of `requests` requests cost since `before`, in CPU microseconds: each gateway
+    /// (by pid, the busiest first), PostgreSQL and the benchmark's own process.
+    fn per_request(&self, before: &Self, requests: usize) -> Value {
+        let per = |seconds: f64| stats::round(seconds * 1e6 / requests.max(1) as f64, 0);
+        let mut gateways: Vec<f64> = self
+            .gateways
+            .iter()
+            .map(|(pid, seconds)| seconds - before.gateways.get(pid).copied().unwrap_or(0.0))
+            .collect();
+        gateways.sort_by(|a, b| b.total_cmp(a));
+        json!({
+            "gateways": gateways.into_iter().map(per).collect::<Vec<_>>(),
+            "postgres": per(used(&self.postgres, &before.postgres)),
+            "bench": per(self.bench - before.bench),
+        })
+    }
+}
+
+/// The CPU seconds the processes of `now` used since `then` (all of it for those started since).
+fn used(
+    now: &std::collections::HashMap<u32, f64>,
+    then: &std::collections::HashMap<u32, f64>,
+) -> f64 {
+    now.iter()
+        .map(|(pid, seconds)| seconds - then.get(pid).copied().unwrap_or(0.0))
+        .sum()
 }
 
 /// The command name, the parent's pid and utime + stime (seconds, at the kernel's 100 ticks a
