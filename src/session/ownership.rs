@@ -15,7 +15,7 @@
 //! lock connection is also the one the node registers on, so that its row names the backend
 //! whose end releases the node's locks.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -75,6 +75,7 @@ impl Ownership {
             node_id: node_id.clone(),
             connection: Some(connection),
             held: held.clone(),
+            epochs: HashMap::new(),
             lost: lost_tx,
         };
         tokio::spawn(keeper.run(requests_rx));
@@ -154,6 +155,10 @@ struct Keeper {
     node_id: String,
     connection: Option<PgConnection>,
     held: Arc<RwLock<HashSet<DeviceId>>>,
+    /// The epoch of each lease this node took: after a break of the lock connection, a lock is
+    /// taken back only if the lease is still this node's under that epoch (nobody took the
+    /// device meanwhile, even to give it up since).
+    epochs: HashMap<DeviceId, i64>,
     lost: mpsc::UnboundedSender<DeviceId>,
 }
 
@@ -245,6 +250,7 @@ impl Keeper {
             match nodes::take_lease(&self.pool, device, &self.node_id).await {
                 Ok(epoch) => {
                     tracing::debug!("device.id" = %device, epoch, "device lease taken");
+                    self.epochs.insert(device, epoch);
                 }
                 // The device was deleted meanwhile: nothing to record.
                 Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {}
@@ -263,6 +269,7 @@ impl Keeper {
             return;
         }
         self.set_held(device, false);
+        self.epochs.remove(&device);
         // The lease first: once the lock is free another node may take the device, and its
         // takeover must find the lease given up, not overwrite it after this node cleared it.
         if let Err(err) = nodes::drop_lease(&self.pool, device, &self.node_id).await {
@@ -304,11 +311,16 @@ impl Keeper {
         for device in held {
             match self.try_lock(device).await {
                 Ok(true) => {
-                    // Taken back only if no other node took the lease meanwhile (it may have
-                    // held the lock and let go of it since).
+                    // Taken back only if the lease is still this node's, under the epoch it
+                    // took: another node may have taken it and let go of it since.
+                    let mine = self.epochs.get(&device).copied();
                     match nodes::lease(&self.pool, device, Duration::from_secs(60)).await {
-                        Ok(Some(lease)) if lease.node_id.as_deref() != Some(&self.node_id) => {
+                        Ok(Some(lease))
+                            if lease.node_id.as_deref() != Some(&self.node_id)
+                                || mine.is_some_and(|epoch| epoch != lease.epoch) =>
+                        {
                             tracing::warn!("device.id" = %device, "device taken by another node");
+                            self.epochs.remove(&device);
                             self.unlock(device).await;
                             let _ = self.lost.send(device);
                         }
@@ -317,6 +329,7 @@ impl Keeper {
                 }
                 Ok(false) => {
                     tracing::warn!("device.id" = %device, "device taken by another node");
+                    self.epochs.remove(&device);
                     let _ = self.lost.send(device);
                 }
                 Err(err) => {

@@ -42,7 +42,15 @@ impl DeviceActor {
 
     /// Starts a new client (stopping any previous one). `pairing`: a client for an unpaired
     /// device, whose store is wiped first so that pairing starts from fresh keys.
+    ///
+    /// The previous client is stopped, and its store's gate retired, before the lock and a new
+    /// lease are taken: each lease (epoch) has a client and a gate of its own, and no write of
+    /// an earlier epoch's client lands once the device is served under the next one. Across
+    /// nodes the database's fence refuses the writes of a node that does not hold the lease.
     pub(super) async fn start_client(&mut self, pairing: bool) -> Result<(), SessionError> {
+        if !self.owns_lock {
+            self.stop_client().await;
+        }
         self.acquire_lock().await?;
         self.stop_client().await;
         if pairing {
