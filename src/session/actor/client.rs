@@ -108,6 +108,12 @@ impl DeviceActor {
             }
             _ => SessionError::Internal(err.into()),
         })?;
+        self.record_unnamed = bot
+            .client()
+            .persistence_manager()
+            .get_device_snapshot()
+            .push_name
+            .is_empty();
         self.raw_nodes = Some(bot.client().acquire_raw_node_forwarding());
         self.gate = Some(gate);
         self.bot = Some(bot.spawn());

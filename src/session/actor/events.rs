@@ -163,10 +163,13 @@ impl DeviceActor {
                 crate::metrics::connection_event("connected");
                 // whatsapp-rust writes its device record every 30 s. After a pairing, the
                 // record holds the account's push name only once the first app-state sync has
-                // set it; a device whose record still has none waits 10 s at its next login
-                // for an app-state key that the phone only shares at pairing. Written now, a
-                // device killed right after pairing restores (here or on another node) at once.
-                if let Err(err) = client.persistence_manager().flush().await {
+                // set it (before this event); a device whose record still has none waits 10 s
+                // at its next login for an app-state key that the phone only shares at
+                // pairing. Written now, a device killed right after pairing restores (here or
+                // on another node) at once. A record that had its name is left to the saver.
+                if std::mem::take(&mut self.record_unnamed)
+                    && let Err(err) = client.persistence_manager().flush().await
+                {
                     tracing::warn!(error = %err, "could not write the device record at connect");
                 }
                 let (jid, lid) = (

@@ -67,6 +67,9 @@ pub(crate) struct DeviceActor {
     raw_nodes: Option<whatsapp_rust::RawNodeLease>,
     /// Bumped for every client started, so that a stopped client's late events are ignored.
     generation: u64,
+    /// The running client's device record had no push name when it started (a pairing, or a
+    /// record written before the first app-state sync): it is written at the next connect.
+    record_unnamed: bool,
     events_tx: mpsc::UnboundedSender<(u64, Arc<Event>)>,
     events_rx: mpsc::UnboundedReceiver<(u64, Arc<Event>)>,
     owns_lock: bool,
@@ -105,6 +108,7 @@ impl DeviceActor {
             gate: None,
             raw_nodes: None,
             generation: 0,
+            record_unnamed: false,
             events_tx,
             events_rx,
             owns_lock: false,
