@@ -273,6 +273,10 @@ pub async fn forward_elsewhere(
             known = Some((device, node));
         }
     }
+    let resendable = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|route| !super::idempotency::takes_key(parts.method.as_str(), route.as_str()));
     let deadline = Instant::now() + cluster.config().handoff_wait;
     loop {
         let remembered = known.is_some();
@@ -311,8 +315,11 @@ pub async fn forward_elsewhere(
                 answer.headers_mut().remove(MOVED);
                 return answer;
             }
-            // Not received: ask the registry again (the node may have just stopped).
+            // Not received: ask the registry again (the node may have just stopped). Nor
+            // when it was, for a request that may be applied twice (a read, a block: every
+            // route that takes no Idempotency-Key), which goes to the new owner.
             Err(false) => cluster.forget_route(device),
+            Err(true) if resendable => cluster.forget_route(device),
             Err(true) => {
                 cluster.forget_route(device);
                 return ApiError::DeviceNotReady(
