@@ -20,6 +20,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -43,6 +47,8 @@ pub const MOVED: HeaderName = HeaderName::from_static("x-wuts-moved");
 const CLOCK_SKEW: u64 = 60;
 /// How long a node waits between two attempts to reach a device's owner.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// How long a node may take to accept a connection from another.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A request extension: the request was forwarded by another node, and verified.
 #[derive(Debug, Clone, Copy)]
@@ -61,11 +67,17 @@ pub fn forwarded_in() -> bool {
     FORWARDED.try_with(|f| *f).unwrap_or(false)
 }
 
+/// The connections to the other nodes: plain HTTP/1.1 kept alive (nodes talk over the private
+/// network, by the URLs of the registry; no proxy, no redirects, no TLS).
+type NodeClient = Client<HttpConnector, Full<Bytes>>;
+
 /// How this node forwards requests and checks forwarded ones.
 pub struct Forwarder {
     node_id: String,
-    secret: Option<SecretString>,
-    client: reqwest::Client,
+    /// The node secret's HMAC key, set up once; each signature starts from a copy.
+    key: Option<Hmac<Sha256>>,
+    client: NodeClient,
+    timeout: Duration,
     body_limit: usize,
 }
 
@@ -75,44 +87,47 @@ impl Forwarder {
         secret: Option<SecretString>,
         timeout: Duration,
         body_limit: usize,
-    ) -> Result<Self, reqwest::Error> {
-        crate::delivery::send::install_tls_provider();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(timeout)
+    ) -> Result<Self, hmac::digest::InvalidLength> {
+        let key = secret
+            .map(|secret| Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()))
+            .transpose()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
+            .build(connector);
         Ok(Self {
             node_id,
-            secret,
+            key,
             client,
+            timeout,
             body_limit,
         })
     }
 
     fn signature(
         &self,
-        secret: &SecretString,
         by: &str,
         time: u64,
         method: &Method,
         uri: &Uri,
         body: &[u8],
     ) -> Option<Hmac<Sha256>> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).ok()?;
+        let mut mac = self.key.clone()?;
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let body_hash = URL_SAFE_NO_PAD.encode(Sha256::digest(body));
-        mac.update(format!("v1\n{by}\n{time}\n{method}\n{path}\n{body_hash}").as_bytes());
+        // "v1\n{by}\n{time}\n{method}\n{path}\n{body hash}"
+        mac.update(b"v1");
+        for part in [by, &time.to_string(), method.as_str(), path, &body_hash] {
+            mac.update(b"\n");
+            mac.update(part.as_bytes());
+        }
         Some(mac)
     }
 
     /// Whether the forwarding headers are those of a node holding the secret, made recently.
     fn verify(&self, headers: &HeaderMap, method: &Method, uri: &Uri, body: &[u8]) -> bool {
-        let Some(secret) = &self.secret else {
-            return false;
-        };
         let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         let (Some(by), Some(time), Some(signature)) = (
             text(&FORWARDED_BY),
@@ -124,7 +139,7 @@ impl Forwarder {
         if now().abs_diff(time) > CLOCK_SKEW || by == self.node_id {
             return false;
         }
-        self.signature(secret, by, time, method, uri, body)
+        self.signature(by, time, method, uri, body)
             .is_some_and(|mac| mac.verify_slice(&signature).is_ok())
     }
 
@@ -138,15 +153,19 @@ impl Forwarder {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response, bool> {
-        let Some(secret) = &self.secret else {
-            return Err(false);
-        };
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let time = now();
-        let Some(mac) = self.signature(secret, &self.node_id, time, method, uri, &body) else {
+        let Some(mac) = self.signature(&self.node_id, time, method, uri, &body) else {
             return Err(false);
         };
-        let mut outgoing = HeaderMap::new();
+        let Ok(target) = format!("{}{path}", node.url).parse::<Uri>() else {
+            return Err(false);
+        };
+        let mut request = axum::http::Request::new(Full::new(body));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = target;
+        let outgoing = request.headers_mut();
+        outgoing.reserve(headers.len() + 3);
         for (name, value) in headers {
             if !is_hop_by_hop(name) && !is_forwarding(name) {
                 outgoing.append(name.clone(), value.clone());
@@ -161,26 +180,22 @@ impl Forwarder {
         {
             outgoing.insert(FORWARD_SIGNATURE, signature);
         }
-        let answer = self
-            .client
-            .request(method.clone(), format!("{}{path}", node.url))
-            .headers(outgoing)
-            .body(body)
-            .send()
-            .await
-            .map_err(|err| !err.is_connect())?;
-        let status = answer.status();
-        let mut response_headers = HeaderMap::new();
-        for (name, value) in answer.headers() {
-            if !is_hop_by_hop(name) && name != axum::http::header::CONTENT_LENGTH {
-                response_headers.append(name.clone(), value.clone());
+        let exchange = async {
+            let answer = self
+                .client
+                .request(request)
+                .await
+                .map_err(|err| !err.is_connect())?;
+            let (mut head, body) = answer.into_parts();
+            let body = body.collect().await.map_err(|_| true)?.to_bytes();
+            for name in HOP_BY_HOP.iter().chain([&axum::http::header::CONTENT_LENGTH]) {
+                head.headers.remove(name);
             }
-        }
-        let body = answer.bytes().await.map_err(|_| true)?;
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = status;
-        *response.headers_mut() = response_headers;
-        Ok(response)
+            Ok::<_, bool>(Response::from_parts(head, Body::from(body)))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| true)?
     }
 }
 
@@ -195,16 +210,20 @@ fn is_forwarding(name: &HeaderName) -> bool {
     *name == FORWARDED_BY || *name == FORWARD_TIME || *name == FORWARD_SIGNATURE || *name == MOVED
 }
 
+/// The headers of one connection, not passed on.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    axum::http::header::CONNECTION,
+    axum::http::header::TRANSFER_ENCODING,
+    axum::http::header::TE,
+    axum::http::header::UPGRADE,
+    axum::http::header::HOST,
+    axum::http::header::PROXY_AUTHORIZATION,
+    axum::http::header::TRAILER,
+    HeaderName::from_static("keep-alive"),
+];
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    use axum::http::header;
-    *name == header::CONNECTION
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::TE
-        || *name == header::UPGRADE
-        || *name == header::HOST
-        || *name == header::PROXY_AUTHORIZATION
-        || *name == header::TRAILER
-        || name.as_str() == "keep-alive"
+    HOP_BY_HOP.contains(name)
 }
 
 /// The outermost layer of the API routes: a request that says it was forwarded by a node is
@@ -390,9 +409,8 @@ mod tests {
 
     fn signed(f: &Forwarder, by: &str, time: u64, body: &[u8]) -> HeaderMap {
         let uri: Uri = "/contacts/block?device_id=x".parse().expect("uri");
-        let secret = f.secret.as_ref().expect("secret");
         let mac = f
-            .signature(secret, by, time, &Method::POST, &uri, body)
+            .signature(by, time, &Method::POST, &uri, body)
             .expect("mac");
         let mut headers = HeaderMap::new();
         headers.insert(FORWARDED_BY, HeaderValue::from_str(by).expect("by"));
@@ -432,11 +450,30 @@ mod tests {
     }
 
     #[test]
+    fn the_signature_is_the_hmac_of_the_documented_text() {
+        // Nodes of two releases sign alike during a rolling deploy.
+        let sender = forwarder("a-shared-node-secret");
+        let uri: Uri = "/contacts/block?device_id=x".parse().expect("uri");
+        let ours = sender
+            .signature("node-a", 1_700_000_000, &Method::POST, &uri, b"{}")
+            .expect("mac")
+            .finalize()
+            .into_bytes();
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"a-shared-node-secret").expect("key");
+        let body_hash = URL_SAFE_NO_PAD.encode(Sha256::digest(b"{}"));
+        mac.update(
+            format!("v1\nnode-a\n1700000000\nPOST\n/contacts/block?device_id=x\n{body_hash}")
+                .as_bytes(),
+        );
+        assert_eq!(ours, mac.finalize().into_bytes());
+    }
+
+    #[test]
     fn without_a_secret_nothing_is_accepted() {
         let sender = forwarder("a-shared-node-secret");
         let receiver = Forwarder {
             node_id: "node-b".to_owned(),
-            secret: None,
+            key: None,
             ..forwarder("unused-unused-unused")
         };
         let uri: Uri = "/contacts/block?device_id=x".parse().expect("uri");
