@@ -1,6 +1,6 @@
 // The account's pages through Baileys: profile pictures (read, removed), privacy settings, and
-// an app-state resync that brings a contact saved on the phone (Baileys checks the patch and
-// snapshot MACs itself).
+// app-state resyncs that bring the account's own push name and a contact saved on the phone
+// (Baileys checks the patch and snapshot MACs itself).
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -59,6 +59,21 @@ test('fetchPrivacySettings and the update* calls read and change stored settings
   assert.equal(again.readreceipts, 'none');
   // A value the category does not take is refused.
   await assert.rejects(sock.updateOnlinePrivacy('contacts'), /bad-request|400/);
+});
+
+test('resyncAppState of critical_block brings the account\'s own push name', async () => {
+  // pair-success names only businesses: a plain account's name is in app state alone.
+  await eventually('the app-state key share', async () => sock.authState.creds.myAppStateKeyId);
+  await eventually('the push name', async () => {
+    if (sock.authState.creds.me?.name === 'Owner') return true;
+    try {
+      await sock.resyncAppState(['critical_block'], false);
+    } catch {
+      return false;
+    }
+    return sock.authState.creds.me?.name === 'Owner';
+  });
+  assert.equal(sock.authState.creds.me.name, 'Owner');
 });
 
 test('resyncAppState brings a contact saved on the phone, with its LID', async () => {

@@ -23,6 +23,12 @@
 //!   `generate_snapshot_mac` / `generate_patch_mac`, `keys.rs` (which wa-sim uses as the
 //!   phone's side of the same construction); Baileys `Utils/chat-utils.js` `encodeSyncdPatch`,
 //!   `decodeSyncdPatch` (which check the same MACs independently).
+//! - The account's own push name is index `["setting_pushName"]` with
+//!   `SyncActionValue.pushNameSetting.name`, in `critical_block`, set when the account is made:
+//!   whatsmeow `appstate/keys.go` `IndexSettingPushName`; whatsapp-rust `client/app_state.rs`
+//!   (`setting_pushName`, which persists the name and sends presence); Baileys
+//!   `Utils/chat-utils.js` `processSyncAction` (`pushNameSetting`, a `creds.update` of
+//!   `me.name`).
 //! - A contact is index `["contact", PN_JID]` with `SyncActionValue.contactAction`
 //!   (`fullName`, `firstName`, `lidJid`, `saveOnPrimaryAddressbook`): whatsmeow
 //!   `appstate/keys.go` `IndexContact`; whatsapp-rust `wacore-appstate` `schemas.rs`
@@ -30,7 +36,7 @@
 //!
 //! Simplified: no snapshots (a client at version 0 is sent every patch from the first; a
 //! snapshot would be an external blob on the media servers), collections other than
-//! `critical_unblock_low` stay empty, and WhatsApp's `server_sync` notification of a new patch
+//! `critical_block` and `critical_unblock_low` stay empty, and WhatsApp's `server_sync` notification of a new patch
 //! is not sent (companions learn of a contact when they sync).
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +61,9 @@ use crate::world::WorldState;
 
 /// The collection address-book contacts live in.
 pub const CONTACTS_COLLECTION: &str = "critical_unblock_low";
+/// The collection of the settings a companion needs before it is usable, the push name among
+/// them.
+pub const SETTINGS_COLLECTION: &str = "critical_block";
 
 /// The app-state sync key an account's phone shares with its companions.
 #[derive(Debug, Clone)]
@@ -237,6 +246,28 @@ pub fn add_contact(world: &mut WorldState, owner: &str, entry: AddressBookEntry)
     state.append(CONTACTS_COLLECTION, &[(index, value)])
 }
 
+/// Sets the account's own push name: a `setting_pushName` mutation in `critical_block`, where
+/// every companion reads it at its first sync, and again after any restart that lost it.
+pub fn set_push_name(world: &mut WorldState, owner: &str, name: &str) -> u64 {
+    let index = serde_json::json!(["setting_pushName"])
+        .to_string()
+        .into_bytes();
+    let value = wa::SyncActionValue {
+        timestamp: Some(
+            i64::try_from(now_secs())
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
+        ),
+        push_name_setting: MessageField::some(wa::sync_action_value::PushNameSetting {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let state = world.app_state.entry(owner.to_owned()).or_default();
+    state.append(SETTINGS_COLLECTION, &[(index, value)])
+}
+
 /// The `w:sync:app:state` IQ.
 pub fn answer(session: &mut Session, iq: &Node) -> Answer {
     let Some((phone, _)) = session.login.clone() else {
@@ -377,5 +408,34 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn the_push_name_is_a_setting_in_critical_block() {
+        let mut world = WorldState::default();
+        let version = set_push_name(&mut world, "5511900000001", "Ana Silva");
+        assert_eq!(version, 1);
+        let state = world.app_state.get_mut("5511900000001").expect("state");
+        let key = state.key();
+        let keys = expand_app_state_keys(&key.data);
+        assert!(state.patches_after(CONTACTS_COLLECTION, 0).is_empty());
+        let patches = state.patches_after(SETTINGS_COLLECTION, 0);
+        assert_eq!(patches.len(), 1);
+        let patch = wa::SyncdPatch::decode_from_slice(&patches[0]).expect("patch");
+        let (decoded, _) = decode_record(
+            wa::syncd_mutation::SyncdOperation::SET,
+            &patch.mutations[0].record,
+            &keys,
+            &key.id,
+            true,
+        )
+        .expect("decodes with the shared key");
+        assert_eq!(decoded.index, vec!["setting_pushName".to_owned()]);
+        let name = decoded
+            .action_value
+            .as_ref()
+            .and_then(|v| v.push_name_setting.as_option())
+            .and_then(|p| p.name.clone());
+        assert_eq!(name.as_deref(), Some("Ana Silva"));
     }
 }

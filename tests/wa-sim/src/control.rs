@@ -161,8 +161,12 @@ async fn create_account(
         phone: phone.clone(),
         lid: lid.clone(),
     };
+    let push_name = account.push_name.clone();
     world.lids.insert(lid, phone.clone());
-    world.accounts.insert(phone, account);
+    world.accounts.insert(phone.clone(), account);
+    if let Some(name) = push_name {
+        crate::appstate::set_push_name(&mut world, &phone, &name);
+    }
     Ok((StatusCode::CREATED, axum::Json(created)))
 }
 
