@@ -40,6 +40,7 @@ pub(super) const EVENTS: &[ClientEvent] = &[
     ClientEvent::TemporaryBan,
     ClientEvent::ConnectFailure,
     ClientEvent::PushNameUpdate,
+    ClientEvent::SelfPushNameUpdated,
     ClientEvent::ContactUpdate,
     ClientEvent::BusinessStatusUpdate,
     ClientEvent::GroupUpdate,
@@ -155,6 +156,16 @@ impl DeviceActor {
                     &failed,
                 )
                 .await;
+            }
+            // The account's first push name, from app state or from a notification that may
+            // come after `Connected`: written at once, for the reason given at `Connected`.
+            Event::SelfPushNameUpdated(update) if update.old_name.is_empty() => {
+                let client = self.bot.as_ref().map(BotHandle::client);
+                if let Some(client) = client
+                    && let Err(err) = client.persistence_manager().flush().await
+                {
+                    tracing::warn!(error = %err, "could not write the device record with its name");
+                }
             }
             Event::Connected(_) => {
                 let client = self.bot.as_ref().map(BotHandle::client);
