@@ -188,7 +188,10 @@ impl Forwarder {
                 .map_err(|err| !err.is_connect())?;
             let (mut head, body) = answer.into_parts();
             let body = body.collect().await.map_err(|_| true)?.to_bytes();
-            for name in HOP_BY_HOP.iter().chain([&axum::http::header::CONTENT_LENGTH]) {
+            for name in HOP_BY_HOP
+                .iter()
+                .chain([&axum::http::header::CONTENT_LENGTH])
+            {
                 head.headers.remove(name);
             }
             Ok::<_, bool>(Response::from_parts(head, Body::from(body)))

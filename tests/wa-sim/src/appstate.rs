@@ -260,7 +260,6 @@ pub fn set_push_name(world: &mut WorldState, owner: &str, name: &str) -> u64 {
         ),
         push_name_setting: MessageField::some(wa::sync_action_value::PushNameSetting {
             name: Some(name.to_owned()),
-            ..Default::default()
         }),
         ..Default::default()
     };
