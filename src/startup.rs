@@ -110,7 +110,18 @@ pub async fn build_node(
         config.auth_cache_ttl,
         config.auth_cache_capacity,
     ));
-    auth_cache.listen(pool.clone());
+    {
+        let cluster = sessions.cluster().clone();
+        let me = cluster.node_id().to_owned();
+        auth_cache.listen(pool.clone(), me.clone(), move || {
+            cluster
+                .live()
+                .iter()
+                .filter(|n| n.id != me)
+                .map(|n| n.id.clone())
+                .collect()
+        });
+    }
     let state = AppState {
         db: pool,
         auth_cache,

@@ -63,15 +63,26 @@ pub struct TokenCache {
     entries: RwLock<HashMap<TokenHash, (AuthUser, Instant)>>,
     /// What this node heard announced on [`CREDENTIALS_CHANNEL`] (its own announcements too).
     heard: tokio::sync::broadcast::Sender<String>,
+    /// This node's id and how to list the other live nodes, once it listens.
+    nodes: std::sync::OnceLock<Nodes>,
+}
+
+/// Who hears a revocation: this node, and the others it waits for.
+struct Nodes {
+    me: String,
+    peers: Box<dyn Fn() -> Vec<String> + Send + Sync>,
 }
 
 /// The `NOTIFY` channel on which a node announces that a user's or a tenant's tokens stopped
 /// working (`user:<id>`, `tenant:<id>`): every node forgets them at once.
 pub const CREDENTIALS_CHANNEL: &str = "wuts_credentials";
 
-/// How long a revocation waits to hear its own announcement back (by then every listening node
-/// has been sent it).
+/// How long a revocation waits for every live node to say it heard it (a node that died meanwhile
+/// is not waited for longer).
 const ANNOUNCE_ECHO: Duration = Duration::from_secs(1);
+/// What a node answers on the same channel once it forgot what an announcement names:
+/// `heard:<announcement>:<node id>`.
+const HEARD: &str = "heard:";
 
 impl TokenCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
@@ -80,12 +91,24 @@ impl TokenCache {
             capacity: capacity.max(1),
             entries: RwLock::new(HashMap::new()),
             heard: tokio::sync::broadcast::channel(64).0,
+            nodes: std::sync::OnceLock::new(),
         }
     }
 
-    /// Listens for other nodes' revocations and forgets what they name. Reconnects after a
-    /// break; what was announced meanwhile is forgotten within the cache's TTL.
-    pub fn listen(self: &std::sync::Arc<Self>, db: sqlx::PgPool) {
+    /// Listens for other nodes' revocations and forgets what they name, then says so on the
+    /// channel (`me`: this node's id), so that the node that revoked answers only once every live
+    /// node (`peers`, the others) forgot. Reconnects after a break; what was announced meanwhile
+    /// is forgotten within the cache's TTL.
+    pub fn listen(
+        self: &std::sync::Arc<Self>,
+        db: sqlx::PgPool,
+        me: String,
+        peers: impl Fn() -> Vec<String> + Send + Sync + 'static,
+    ) {
+        let _ = self.nodes.set(Nodes {
+            me: me.clone(),
+            peers: Box::new(peers),
+        });
         let cache = std::sync::Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -94,7 +117,18 @@ impl TokenCache {
                 {
                     while let Ok(notification) = listener.recv().await {
                         let Some(cache) = cache.upgrade() else { return };
-                        cache.heard_announcement(notification.payload());
+                        let payload = notification.payload();
+                        if cache.heard_announcement(payload) {
+                            let db = db.clone();
+                            let heard = format!("{HEARD}{payload}:{me}");
+                            tokio::spawn(async move {
+                                if let Err(err) =
+                                    crate::store::users::announce_credentials(&db, &heard).await
+                                {
+                                    tracing::warn!(error = %err, "cannot say a revocation was heard");
+                                }
+                            });
+                        }
                     }
                 }
                 if cache.strong_count() == 0 {
@@ -105,17 +139,27 @@ impl TokenCache {
         });
     }
 
-    fn heard_announcement(&self, payload: &str) {
+    /// Forgets what an announcement names; whether it named something (and is to be
+    /// acknowledged).
+    fn heard_announcement(&self, payload: &str) -> bool {
+        let mut revocation = false;
         if let Some((kind, id)) = payload.split_once(':')
             && let Ok(id) = uuid::Uuid::parse_str(id)
         {
             match kind {
-                "user" => self.forget_user(UserId(id)),
-                "tenant" => self.forget_tenant(TenantId(id)),
+                "user" => {
+                    self.forget_user(UserId(id));
+                    revocation = true;
+                }
+                "tenant" => {
+                    self.forget_tenant(TenantId(id));
+                    revocation = true;
+                }
                 _ => {}
             }
         }
         let _ = self.heard.send(payload.to_owned());
+        revocation
     }
 
     /// Forgets a user's tokens here and on every node (rotation, role change, deactivation,
@@ -131,19 +175,44 @@ impl TokenCache {
         self.announce(db, format!("tenant:{}", tenant_id.0)).await;
     }
 
-    /// Announces `payload`, then waits (briefly) to hear it back: PostgreSQL sends a
-    /// notification to every listener at once, so the answer to the revoking request goes out
-    /// only once the other nodes were sent it too.
+    /// Announces `payload`, then waits (briefly) until this node and every other live node said
+    /// they forgot what it names: the answer to the revoking request goes out only then, so the
+    /// next request, on any node, is refused. Before this node listens, it waits for its own
+    /// announcement back.
     async fn announce(&self, db: &sqlx::PgPool, payload: String) {
         let mut heard = self.heard.subscribe();
+        let mut waiting: std::collections::HashSet<String> = match self.nodes.get() {
+            Some(nodes) => {
+                let mut all = (nodes.peers)();
+                all.push(nodes.me.clone());
+                all.into_iter().collect()
+            }
+            None => std::collections::HashSet::new(),
+        };
+        let listening = !waiting.is_empty();
         if let Err(err) = crate::store::users::announce_credentials(db, &payload).await {
             tracing::warn!(error = %err, "cannot announce a revocation to the other nodes");
             return;
         }
         let _ = tokio::time::timeout(ANNOUNCE_ECHO, async {
-            while let Ok(seen) = heard.recv().await {
-                if seen == payload {
+            loop {
+                let seen = match heard.recv().await {
+                    Ok(seen) => seen,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if !listening && seen == payload {
                     return;
+                }
+                if let Some(node) = seen
+                    .strip_prefix(HEARD)
+                    .and_then(|rest| rest.strip_prefix(payload.as_str()))
+                    .and_then(|rest| rest.strip_prefix(':'))
+                {
+                    waiting.remove(node);
+                    if waiting.is_empty() {
+                        return;
+                    }
                 }
             }
         })
