@@ -58,6 +58,16 @@ impl Gateway {
         Ok(self.process.rss_kib()?)
     }
 
+    /// Everything the process logged so far.
+    pub fn logs(&self) -> String {
+        self.process.logs()
+    }
+
+    /// Devices whose session reports connected, from `/metrics`.
+    pub async fn connected(&self, http: &reqwest::Client) -> Result<u64> {
+        self.devices(http, "connected").await
+    }
+
     /// Devices whose session reports `status`, from `/metrics`.
     async fn devices(&self, http: &reqwest::Client, status: &str) -> Result<u64> {
         let text = http
