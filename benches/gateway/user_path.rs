@@ -90,7 +90,9 @@ impl UserPath<'_> {
     ) -> Result<UserPathFigures> {
         let database = ScratchDatabase::new(&config.database_url, "wuts_bench_user");
         let database_url = with_database(&config.database_url, database.name());
-        let figures = self.measure(config, control, http, wa_url, &database_url).await;
+        let figures = self
+            .measure(config, control, http, wa_url, &database_url)
+            .await;
         database.drop_database().await;
         figures
     }
@@ -256,7 +258,10 @@ async fn restored_times(
             return Ok(reached);
         }
         if Instant::now() > deadline {
-            bail!("{} of {n} devices connected after the restart", reached.len());
+            bail!(
+                "{} of {n} devices connected after the restart",
+                reached.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
