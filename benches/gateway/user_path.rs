@@ -59,6 +59,12 @@ pub struct UserPathFigures {
     pub user_path_rss_kib_per_device: f64,
     /// Paired RSS / devices, idle included (what a reading of `/proc` alone gives).
     pub user_path_rss_total_kib_per_device: f64,
+    /// The same readings without file-backed pages (the binary's code, paged in as it first
+    /// runs, is no cost of a device): anonymous memory, `RssAnon`.
+    pub user_path_rss_anon_idle_kib: u64,
+    pub user_path_rss_anon_paired_kib: u64,
+    pub user_path_rss_anon_kib_per_device: f64,
+    pub user_path_rss_anon_restored_kib_per_device: f64,
     /// From the SIGKILL to every device connected on the new process.
     pub user_path_restore_seconds: f64,
     /// When the first and the median device reported connected again, from the SIGKILL.
@@ -131,6 +137,7 @@ impl UserPath<'_> {
         let api = register(http, &gateway, "userpath").await?.0;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rss_idle = gateway.rss_kib()?;
+        let anon_idle = gateway.rss_anon_kib()?;
 
         progress("user path: pairing");
         let started = Instant::now();
@@ -147,6 +154,7 @@ impl UserPath<'_> {
         gateway.wait_connected(http, n as u64).await?;
         tokio::time::sleep(self.settle).await;
         let rss_paired = gateway.rss_kib()?;
+        let anon_paired = gateway.rss_anon_kib()?;
 
         tokio::time::sleep(self.kill_after).await;
         self.keep_logs(&gateway, "user_path_paired");
@@ -161,10 +169,12 @@ impl UserPath<'_> {
         let after = control.stats().await.map_err(|e| anyhow!("stats: {e:?}"))?;
         tokio::time::sleep(self.settle).await;
         let rss_restored = restored.rss_kib()?;
+        let anon_restored = restored.rss_anon_kib()?;
         self.keep_logs(&restored, "user_path_restored");
         restored.stop().await;
 
-        let per_device = |rss: u64| round(rss.saturating_sub(rss_idle) as f64 / n as f64, 1);
+        let above = |rss: u64, idle: u64| round(rss.saturating_sub(idle) as f64 / n as f64, 1);
+        let per_device = |rss: u64| above(rss, rss_idle);
         let at = |p: f64| round(percentile(&reached, p), 2);
         Ok(UserPathFigures {
             user_path_devices: n,
@@ -175,6 +185,10 @@ impl UserPath<'_> {
             user_path_rss_paired_kib: rss_paired,
             user_path_rss_kib_per_device: per_device(rss_paired),
             user_path_rss_total_kib_per_device: round(rss_paired as f64 / n as f64, 1),
+            user_path_rss_anon_idle_kib: anon_idle,
+            user_path_rss_anon_paired_kib: anon_paired,
+            user_path_rss_anon_kib_per_device: above(anon_paired, anon_idle),
+            user_path_rss_anon_restored_kib_per_device: above(anon_restored, anon_idle),
             user_path_restore_seconds: at(100.0),
             user_path_restore_first_seconds: at(0.0),
             user_path_restore_p50_seconds: at(50.0),

@@ -90,6 +90,7 @@ async fn benchmark_smoke_run() {
         "user_path_pair_p50_seconds",
         "user_path_rss_idle_kib",
         "user_path_rss_paired_kib",
+        "user_path_rss_anon_paired_kib",
         "user_path_rss_total_kib_per_device",
         "user_path_restore_seconds",
         "user_path_restore_first_seconds",
