@@ -102,9 +102,6 @@ async fn benchmark_smoke_run() {
         number("user_path_restore_first_seconds") <= number("user_path_restore_seconds"),
         "{report}"
     );
-    // A device whose record was not written before the crash waits whatsapp-rust's 10 s
-    // key-share grace at its next login; three restored devices take a few seconds, not ten.
-    assert!(number("user_path_restore_seconds") < 10.0, "{report}");
     assert!(report.get("user_path_rss_kib_per_device").is_some());
     assert!(report.get("rss_per_device_kib_small").is_some());
     assert!(report.get("rss_per_device_restored_kib").is_some());
