@@ -58,6 +58,28 @@ impl Gateway {
         Ok(self.process.rss_kib()?)
     }
 
+    /// Anonymous resident memory, KiB (`RssAnon` in `/proc`): the resident set without the
+    /// pages of the binary and libraries, which grow as code runs for the first time whatever
+    /// the number of devices.
+    pub fn rss_anon_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("RssAnon:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| anyhow!("no RssAnon in /proc/<pid>/status"))
+    }
+
+    /// Everything the process logged so far.
+    pub fn logs(&self) -> String {
+        self.process.logs()
+    }
+
+    /// Devices whose session reports connected, from `/metrics`.
+    pub async fn connected(&self, http: &reqwest::Client) -> Result<u64> {
+        self.devices(http, "connected").await
+    }
+
     /// Devices whose session reports `status`, from `/metrics`.
     async fn devices(&self, http: &reqwest::Client, status: &str) -> Result<u64> {
         let text = http

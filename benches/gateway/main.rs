@@ -6,6 +6,13 @@
 //! changing their block lists at once in the events phase's latency run; its throughput run
 //! changes every device's), `BENCH_EVENT_ROUNDS` (2 block-and-unblock rounds per device in each
 //! run), `DATABASE_URL` (the server that hosts the fresh benchmark database).
+//!
+//! The user-path phase (`user_path.rs`, its keys start with `user_path_`) pairs
+//! `BENCH_USER_DEVICES` (default 100; 0 skips it) through the HTTP API on a gateway and a
+//! database of its own, `BENCH_USER_PAIR_CONCURRENCY` (8) at a time, then crashes and restores
+//! it. `BENCH_USER_ONLY=1` runs that phase alone; `BENCH_USER_GATEWAY_ENV` (`K=V;K=V`) adds to
+//! its gateways' environment (a log filter, an allocator setting, a profiler's preload) and
+//! `BENCH_USER_LOGS` names a directory where their logs are kept.
 
 mod run;
 

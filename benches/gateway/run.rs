@@ -21,6 +21,8 @@ mod gateway;
 mod phases;
 #[path = "stats.rs"]
 mod stats;
+#[path = "user_path.rs"]
+mod user_path;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,6 +64,18 @@ pub struct Config {
     pub event_concurrency: usize,
     /// Block-then-unblock rounds per device in each events run (`BENCH_EVENT_ROUNDS`).
     pub event_rounds: usize,
+    /// Devices paired through the HTTP API as a user pairs them, on a gateway of their own
+    /// (`BENCH_USER_DEVICES`; 0 skips the user-path phase).
+    pub user_devices: usize,
+    /// Users pairing at once in the user-path phase (`BENCH_USER_PAIR_CONCURRENCY`).
+    pub user_pair_concurrency: usize,
+    /// More environment for the user-path gateways (`BENCH_USER_GATEWAY_ENV`, `K=V;K=V`): a log
+    /// filter, an allocator setting, a profiler's preload.
+    pub user_gateway_env: Vec<(String, String)>,
+    /// A directory for the user-path gateways' logs (`BENCH_USER_LOGS`; none kept by default).
+    pub user_logs: Option<PathBuf>,
+    /// Only the user-path phase (`BENCH_USER_ONLY=1`).
+    pub user_only: bool,
     /// A PostgreSQL URL whose server hosts the fresh benchmark database (`DATABASE_URL`).
     pub database_url: String,
     /// The gateway binary.
@@ -86,6 +100,13 @@ impl Config {
             wan_ms: env_or("BENCH_WAN_MS", 30u64),
             event_concurrency: env_or("BENCH_EVENT_CONCURRENCY", 32usize).max(1),
             event_rounds: env_or("BENCH_EVENT_ROUNDS", 2usize).max(1),
+            user_devices: env_or("BENCH_USER_DEVICES", 100usize),
+            user_pair_concurrency: env_or("BENCH_USER_PAIR_CONCURRENCY", 8usize).max(1),
+            user_gateway_env: user_path::parse_env(
+                &std::env::var("BENCH_USER_GATEWAY_ENV").unwrap_or_default(),
+            ),
+            user_logs: std::env::var_os("BENCH_USER_LOGS").map(PathBuf::from),
+            user_only: env_or("BENCH_USER_ONLY", 0u8) == 1,
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/wuts".to_owned()),
             wuts,
@@ -174,11 +195,37 @@ pub async fn run(config: Config) -> Result<Value> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(config.concurrency.max(config.pair_concurrency) * 2)
         .build()?;
-    let database = ScratchDatabase::new(&config.database_url, "wuts_bench");
-    let database_url = with_database(&config.database_url, database.name());
-    let report = measure(&config, &sim, &http, &database_url).await;
-    database.drop_database().await;
-    Ok(serde_json::to_value(report?)?)
+    let mut report = if config.user_only {
+        serde_json::Map::new()
+    } else {
+        let database = ScratchDatabase::new(&config.database_url, "wuts_bench");
+        let database_url = with_database(&config.database_url, database.name());
+        let report = measure(&config, &sim, &http, &database_url).await;
+        database.drop_database().await;
+        as_object(serde_json::to_value(report?)?)?
+    };
+    if config.user_devices > 0 {
+        progress("user path");
+        let user_path = user_path::UserPath {
+            devices: config.user_devices,
+            concurrency: config.user_pair_concurrency,
+            settle: Duration::from_secs(5),
+            kill_after: Duration::from_secs(1),
+            gateway_env: &config.user_gateway_env,
+            logs: config.user_logs.as_deref(),
+        }
+        .run(&config, &sim.control(), &http, sim.ws_url())
+        .await?;
+        report.extend(as_object(serde_json::to_value(user_path)?)?);
+    }
+    Ok(Value::Object(report))
+}
+
+fn as_object(value: Value) -> Result<serde_json::Map<String, Value>> {
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(anyhow!("figures are not an object: {other}")),
+    }
 }
 
 async fn measure(

@@ -1,5 +1,6 @@
 //! A small run of the gateway benchmark (`cargo bench --bench gateway`), so that it cannot rot:
-//! three devices through the real `wuts` binary and wa-sim, every figure produced.
+//! three devices through the real `wuts` binary and wa-sim, every figure produced, and the
+//! user-path phase with three devices paired through the HTTP API.
 
 #[path = "../../benches/gateway/run.rs"]
 mod run;
@@ -33,6 +34,9 @@ async fn benchmark_smoke_run() {
     config.pair_concurrency = 3;
     config.samples = 10;
     config.wan_ms = 5;
+    config.user_devices = 3;
+    config.user_pair_concurrency = 2;
+    config.user_only = false;
     let report = run::run(config).await.expect("the benchmark runs");
     let number = |key: &str| {
         report[key]
@@ -77,6 +81,28 @@ async fn benchmark_smoke_run() {
     ] {
         assert!(number(key) > 0.0, "{key}: {report}");
     }
+    // The user's path: three devices paired through the HTTP API, killed within seconds of the
+    // last, every one back without pairing again.
+    assert_eq!(number("user_path_devices"), 3.0, "{report}");
+    assert_eq!(number("user_path_restore_repairs"), 0.0, "{report}");
+    for key in [
+        "user_path_pairing_seconds",
+        "user_path_pair_p50_seconds",
+        "user_path_rss_idle_kib",
+        "user_path_rss_paired_kib",
+        "user_path_rss_anon_paired_kib",
+        "user_path_rss_total_kib_per_device",
+        "user_path_restore_seconds",
+        "user_path_restore_first_seconds",
+        "user_path_rss_restored_kib",
+    ] {
+        assert!(number(key) > 0.0, "{key}: {report}");
+    }
+    assert!(
+        number("user_path_restore_first_seconds") <= number("user_path_restore_seconds"),
+        "{report}"
+    );
+    assert!(report.get("user_path_rss_kib_per_device").is_some());
     assert!(report.get("rss_per_device_kib_small").is_some());
     assert!(report.get("rss_per_device_restored_kib").is_some());
 }

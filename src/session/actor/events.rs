@@ -65,6 +65,27 @@ pub(super) fn wanted(event: &Event) -> bool {
 }
 
 impl DeviceActor {
+    /// Writes the device record at once while the client has not yet had one with a push name.
+    ///
+    /// whatsapp-rust writes its device record every 30 s. A device whose stored record has no
+    /// push name waits 10 s at its next login (whatsapp-rust's key-share grace, for an app-state
+    /// key that the phone only shares at pairing), and the restore slot it holds waits with it:
+    /// a crash within 30 s of pairings made every restored device wait, a slot's worth at a
+    /// time. The name arrives either before `Connected` (WhatsApp's first app-state sync) or
+    /// just after it (the account-sync notification of a newly linked companion), so the record
+    /// is written at `Connected` and again when the name arrives, until one written record has
+    /// it; after that the saver's period is enough.
+    async fn write_record_while_unnamed(&mut self, client: &Client) {
+        if !self.record_unnamed {
+            return;
+        }
+        let persistence = client.persistence_manager();
+        match persistence.flush().await {
+            Ok(()) => self.record_unnamed = persistence.get_device_snapshot().push_name.is_empty(),
+            Err(err) => tracing::warn!(error = %err, "could not write the device record"),
+        }
+    }
+
     pub(super) async fn on_event(&mut self, event: &Event) {
         match event {
             Event::PairingQrCode(qr) => {
@@ -157,32 +178,12 @@ impl DeviceActor {
                 )
                 .await;
             }
-            // The account's first push name, from app state or from a notification that may
-            // come after `Connected`: written at once, for the reason given at `Connected`.
-            Event::SelfPushNameUpdated(update) if update.old_name.is_empty() => {
-                let client = self.bot.as_ref().map(BotHandle::client);
-                if let Some(client) = client
-                    && let Err(err) = client.persistence_manager().flush().await
-                {
-                    tracing::warn!(error = %err, "could not write the device record with its name");
-                }
-            }
             Event::Connected(_) => {
                 let client = self.bot.as_ref().map(BotHandle::client);
                 let Some(client) = client else { return };
                 tracing::info!("connected");
                 crate::metrics::connection_event("connected");
-                // whatsapp-rust writes its device record every 30 s. After a pairing, the
-                // record holds the account's push name only once the first app-state sync has
-                // set it (before this event); a device whose record still has none waits 10 s
-                // at its next login for an app-state key that the phone only shares at
-                // pairing. Written now, a device killed right after pairing restores (here or
-                // on another node) at once. A record that had its name is left to the saver.
-                if std::mem::take(&mut self.record_unnamed)
-                    && let Err(err) = client.persistence_manager().flush().await
-                {
-                    tracing::warn!(error = %err, "could not write the device record at connect");
-                }
+                self.write_record_while_unnamed(&client).await;
                 let (jid, lid) = (
                     client.pn().map(|j| j.to_string()),
                     client.lid().map(|j| j.to_non_ad_string()),
@@ -216,6 +217,11 @@ impl DeviceActor {
                 // compare the groups with what was stored.
                 self.refresh_blocklist(client.clone());
                 self.reconcile_groups(client);
+            }
+            Event::SelfPushNameUpdated(_) => {
+                if let Some(client) = self.bot.as_ref().map(BotHandle::client) {
+                    self.write_record_while_unnamed(&client).await;
+                }
             }
             Event::Disconnected(_) => {
                 crate::metrics::connection_event("disconnected");

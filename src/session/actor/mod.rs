@@ -68,7 +68,8 @@ pub(crate) struct DeviceActor {
     /// Bumped for every client started, so that a stopped client's late events are ignored.
     generation: u64,
     /// The running client's device record had no push name when it started (a pairing, or a
-    /// record written before the first app-state sync): it is written at the next connect.
+    /// record written before the name arrived), and no record with one has been written since:
+    /// it is written at the next connect and when the name arrives.
     record_unnamed: bool,
     events_tx: mpsc::UnboundedSender<(u64, Arc<Event>)>,
     events_rx: mpsc::UnboundedReceiver<(u64, Arc<Event>)>,
