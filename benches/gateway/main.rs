@@ -13,10 +13,19 @@
 //! it. `BENCH_USER_ONLY=1` runs that phase alone; `BENCH_USER_GATEWAY_ENV` (`K=V;K=V`) adds to
 //! its gateways' environment (a log filter, an allocator setting, a profiler's preload) and
 //! `BENCH_USER_LOGS` names a directory where their logs are kept.
+//!
+//! `BENCH_QUIET_SECONDS` (60) is how long PostgreSQL is watched while every restored device is
+//! connected and nobody calls the API (statement and transaction counts, connections).
+//! `BENCH_BARE_SESSIONS` (`BENCH_DEVICES` up to 1,000; 0 skips) bare whatsapp-rust clients are
+//! paired in a process of their own, for the library's memory per session next to the gateway's.
 
 mod run;
 
 fn main() -> anyhow::Result<()> {
+    // Started again by the bare-memory phase: this process holds the bare sessions.
+    if let Some(child) = run::bare_memory::Child::from_env() {
+        return child.run();
+    }
     // `cargo bench` passes `--bench`; a filter argument selects nothing here.
     let config = run::Config::from_env(std::path::PathBuf::from(env!("CARGO_BIN_EXE_wuts")));
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -385,6 +385,8 @@ pub struct Restore<'a> {
 
 #[derive(Debug, Serialize)]
 pub struct RestoreFigures {
+    /// From the SIGKILL to the new process's `/readyz` (sessions restore in the background).
+    pub restore_ready_seconds: f64,
     pub restore_seconds: f64,
     pub restore_repairs: u64,
     pub restore_ik_logins: u64,
@@ -403,11 +405,13 @@ impl Restore<'_> {
         self.gateway.crash()?;
         let started = Instant::now();
         let restored = Gateway::start(config, self.database_url, self.wa_url).await?;
+        let ready_seconds = started.elapsed().as_secs_f64();
         restored.wait_connected(http, self.devices as u64).await?;
         let restore_seconds = started.elapsed().as_secs_f64();
         let after = control.stats().await.map_err(|e| anyhow!("stats: {e:?}"))?;
         tokio::time::sleep(self.settle).await;
         let figures = RestoreFigures {
+            restore_ready_seconds: round(ready_seconds, 2),
             restore_seconds: round(restore_seconds, 2),
             restore_repairs: after.pairings.saturating_sub(before.pairings),
             restore_ik_logins: after

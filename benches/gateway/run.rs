@@ -13,12 +13,16 @@
 // where a plain `mod` would look for its children elsewhere.
 #[path = "bare.rs"]
 mod bare;
+#[path = "bare_memory.rs"]
+pub mod bare_memory;
 #[path = "events.rs"]
 mod events;
 #[path = "gateway.rs"]
 mod gateway;
 #[path = "phases.rs"]
 mod phases;
+#[path = "quiet.rs"]
+mod quiet;
 #[path = "stats.rs"]
 mod stats;
 #[path = "user_path.rs"]
@@ -76,6 +80,15 @@ pub struct Config {
     pub user_logs: Option<PathBuf>,
     /// Only the user-path phase (`BENCH_USER_ONLY=1`).
     pub user_only: bool,
+    /// How long PostgreSQL is watched while every device is connected and the API is quiet
+    /// (`BENCH_QUIET_SECONDS`, default 60).
+    pub quiet_seconds: f64,
+    /// Bare whatsapp-rust sessions paired in a process of their own, for the memory figure next
+    /// to the gateway's (`BENCH_BARE_SESSIONS`, default `BENCH_DEVICES` up to 1,000; 0 skips).
+    pub bare_sessions: usize,
+    /// Arguments that make this executable run the bare sessions' process (none for the
+    /// benchmark's binary, whose `main` looks at the environment first).
+    pub bare_child_args: Vec<String>,
     /// A PostgreSQL URL whose server hosts the fresh benchmark database (`DATABASE_URL`).
     pub database_url: String,
     /// The gateway binary.
@@ -91,8 +104,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 impl Config {
     pub fn from_env(wuts: PathBuf) -> Self {
+        let devices = env_or("BENCH_DEVICES", 1000usize).max(1);
         Self {
-            devices: env_or("BENCH_DEVICES", 1000usize).max(1),
+            devices,
             seconds: env_or("BENCH_SECONDS", 5.0f64).max(0.2),
             concurrency: env_or("BENCH_CONCURRENCY", 16usize).max(1),
             pair_concurrency: env_or("BENCH_PAIR_CONCURRENCY", 32usize).max(1),
@@ -107,6 +121,9 @@ impl Config {
             ),
             user_logs: std::env::var_os("BENCH_USER_LOGS").map(PathBuf::from),
             user_only: env_or("BENCH_USER_ONLY", 0u8) == 1,
+            quiet_seconds: env_or("BENCH_QUIET_SECONDS", 60.0f64).max(1.0),
+            bare_sessions: env_or("BENCH_BARE_SESSIONS", devices.min(1000)),
+            bare_child_args: Vec::new(),
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/wuts".to_owned()),
             wuts,
@@ -144,6 +161,8 @@ struct Report {
     block_webhook_ratio: f64,
     #[serde(flatten)]
     restore: RestoreFigures,
+    #[serde(flatten)]
+    quiet: quiet::QuietFigures,
     #[serde(flatten)]
     outage: OutageFigures,
 }
@@ -202,7 +221,22 @@ pub async fn run(config: Config) -> Result<Value> {
         let database_url = with_database(&config.database_url, database.name());
         let report = measure(&config, &sim, &http, &database_url).await;
         database.drop_database().await;
-        as_object(serde_json::to_value(report?)?)?
+        let mut report = as_object(serde_json::to_value(report?)?)?;
+        if config.bare_sessions > 0 {
+            progress("bare sessions");
+            let bare = bare_memory::BareMemory {
+                sessions: config.bare_sessions,
+                concurrency: config.pair_concurrency,
+                ws_url: sim.ws_url(),
+                control_url: sim.control_url(),
+                child_args: &config.bare_child_args,
+                settle: Duration::from_secs(5),
+            }
+            .run(&sim.control())
+            .await?;
+            report.extend(as_object(serde_json::to_value(bare)?)?);
+        }
+        report
     };
     if config.user_devices > 0 {
         progress("user path");
@@ -355,6 +389,14 @@ async fn measure(
     }
     .run(config, &control, http)
     .await?;
+    progress("quiet");
+    let quiet = quiet::Quiet {
+        database_url,
+        devices: config.devices,
+        seconds: config.quiet_seconds,
+    }
+    .run()
+    .await?;
     progress("outage");
     let outage = Outage {
         devices: config.devices,
@@ -380,6 +422,7 @@ async fn measure(
         block_wan,
         events,
         restore,
+        quiet,
         outage,
     })
 }

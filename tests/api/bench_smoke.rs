@@ -37,6 +37,17 @@ async fn benchmark_smoke_run() {
     config.user_devices = 3;
     config.user_pair_concurrency = 2;
     config.user_only = false;
+    config.quiet_seconds = 2.0;
+    config.bare_sessions = 2;
+    // This test binary, started again, runs only the bare sessions' process below.
+    config.bare_child_args = [
+        "--exact",
+        "bench_smoke::bare_sessions_child",
+        "--ignored",
+        "--nocapture",
+    ]
+    .map(str::to_owned)
+    .to_vec();
     let report = run::run(config).await.expect("the benchmark runs");
     let number = |key: &str| {
         report[key]
@@ -102,7 +113,32 @@ async fn benchmark_smoke_run() {
         number("user_path_restore_first_seconds") <= number("user_path_restore_seconds"),
         "{report}"
     );
+    // The quiet database: the gateway's connections are there and counted, and a reading of
+    // transactions is produced.
+    assert!(number("quiet_pg_connections") >= 2.0, "{report}");
+    assert!(report.get("quiet_pg_transactions_per_second").is_some());
+    assert!(report.get("restore_ready_seconds").is_some());
+    assert!(
+        number("restore_ready_seconds") <= number("restore_seconds"),
+        "{report}"
+    );
+    // The bare sessions paired in their own process, and hold memory.
+    assert_eq!(number("bare_sessions"), 2.0, "{report}");
+    assert!(
+        number("bare_rss_paired_kib") > number("bare_rss_idle_kib"),
+        "{report}"
+    );
     assert!(report.get("user_path_rss_kib_per_device").is_some());
     assert!(report.get("rss_per_device_kib_small").is_some());
     assert!(report.get("rss_per_device_restored_kib").is_some());
+}
+
+/// The bare sessions' process of the benchmark's bare-memory phase: the smoke run starts this
+/// test binary again with the phase's variables set and this test alone selected.
+#[test]
+#[ignore = "started by benchmark_smoke_run as the bare sessions' process"]
+fn bare_sessions_child() {
+    let child = run::bare_memory::Child::from_env()
+        .expect("started by the bare-memory phase, with its BENCH_BARE_* variables");
+    child.run().expect("the bare sessions run");
 }
