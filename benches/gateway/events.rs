@@ -17,11 +17,32 @@ use wa_sim::ControlClient;
 use super::gateway::Api;
 use super::stats::{percentile, round, sorted};
 
-/// Arrivals per device, with a wake-up for the waiting senders.
+/// Arrivals per device, each device with its own wake-up (one arrival wakes only the sender
+/// waiting for it, not every device's).
 #[derive(Default)]
 struct Arrivals {
-    by_device: Mutex<HashMap<String, Vec<Instant>>>,
-    arrived: tokio::sync::Notify,
+    by_device: Mutex<HashMap<String, DeviceArrivals>>,
+}
+
+#[derive(Default)]
+struct DeviceArrivals {
+    times: Vec<Instant>,
+    arrived: Arc<tokio::sync::Notify>,
+}
+
+impl Arrivals {
+    /// The `count`-th arrival of the device if it came, else the wake-up to wait on.
+    fn get(&self, device: &str, count: usize) -> Result<Instant, Arc<tokio::sync::Notify>> {
+        let mut by_device = self
+            .by_device
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let arrivals = by_device.entry(device.to_owned()).or_default();
+        match arrivals.times.get(count - 1) {
+            Some(at) => Ok(*at),
+            None => Err(arrivals.arrived.clone()),
+        }
+    }
 }
 
 async fn receive(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> &'static str {
@@ -29,11 +50,12 @@ async fn receive(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> &'static
     if let Ok(event) = serde_json::from_slice::<Value>(&body)
         && let Some(device) = event["device_id"].as_str()
     {
-        arrivals
+        let mut by_device = arrivals
             .by_device
             .lock()
-            .map(|mut m| m.entry(device.to_owned()).or_default().push(now))
-            .ok();
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let arrivals = by_device.entry(device.to_owned()).or_default();
+        arrivals.times.push(now);
         arrivals.arrived.notify_waiters();
     }
     "ok"
@@ -165,13 +187,15 @@ impl Events<'_> {
 async fn wait_for(arrivals: &Arrivals, device: &str, count: usize) -> Result<Instant> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let notified = arrivals.arrived.notified();
-        let at = arrivals
-            .by_device
-            .lock()
-            .ok()
-            .and_then(|m| m.get(device).and_then(|v| v.get(count - 1).copied()));
-        if let Some(at) = at {
+        let arrived = match arrivals.get(device, count) {
+            Ok(at) => return Ok(at),
+            Err(arrived) => arrived,
+        };
+        let notified = arrived.notified();
+        // An arrival between the look and `notified()` would be missed: look again once armed.
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Ok(at) = arrivals.get(device, count) {
             return Ok(at);
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {

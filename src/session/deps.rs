@@ -62,6 +62,17 @@ pub struct SessionDeps {
     pub http: Arc<dyn whatsapp_rust::http::HttpClient>,
     /// Wakes the delivery workers once a transaction that appended events has committed.
     pub wakeup: Wakeup,
+    /// Permits for the database work sessions do in the background (the block-list read a
+    /// notification prompts, the group reconcile of a connect): half the pool's connections.
+    /// When thousands of devices are notified at once, that work waits its turn here, in order
+    /// and without a deadline, instead of timing out on the pool (whose 5 s wait is for API
+    /// calls), and the other half stays free for API calls and the key store.
+    pub background: Arc<tokio::sync::Semaphore>,
+}
+
+/// Permits for a pool of `connections`: half of them, at least one.
+pub fn background_permits(connections: u32) -> usize {
+    (connections as usize / 2).max(1)
 }
 
 /// whatsapp-rust's caches for one gateway session. The defaults are WhatsApp Web's, for one
@@ -77,5 +88,17 @@ pub(crate) fn session_cache_config() -> whatsapp_rust::CacheConfig {
         group_distribution_locks_capacity: 64,
         resend_rate_limiter_capacity: 128,
         ..defaults
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::background_permits;
+
+    #[test]
+    fn background_work_gets_half_the_pool_and_never_none() {
+        assert_eq!(background_permits(20), 10);
+        assert_eq!(background_permits(3), 1);
+        assert_eq!(background_permits(1), 1);
     }
 }

@@ -48,6 +48,9 @@ impl SessionPool {
             restore_slots,
             deps: Arc::new(SessionDeps {
                 wakeup: Wakeup::start(db.clone()),
+                background: Arc::new(Semaphore::new(super::deps::background_permits(
+                    db.options().get_max_connections(),
+                ))),
                 db,
                 config,
                 keys,

@@ -455,8 +455,12 @@ impl DeviceActor {
         let wakeup = self.deps.wakeup.clone();
         let scope = self.scope;
         let timeout = self.deps.config.wa_timeout;
+        let background = self.deps.background.clone();
         tokio::spawn(
             async move {
+                let Ok(_permit) = background.acquire_owned().await else {
+                    return;
+                };
                 match group_sync::reconcile(&db, &wakeup, &scope, &client, timeout).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(events = n, "group changes made while away reported"),
@@ -481,6 +485,7 @@ impl DeviceActor {
         let scope = self.scope;
         let caches = self.caches.clone();
         let timeout = self.deps.config.wa_timeout;
+        let background = self.deps.background.clone();
         tokio::spawn(
             async move {
                 let list = DeviceBlocklist {
@@ -495,7 +500,13 @@ impl DeviceActor {
                 // succeeds, a change made on the phone would not be reported.
                 let mut wait = Duration::from_secs(1);
                 for attempt in 1..=REFRESH_ATTEMPTS {
-                    match list.refresh().await {
+                    // Taken for each attempt, not across the wait before the next.
+                    let Ok(permit) = background.acquire().await else {
+                        return;
+                    };
+                    let refreshed = list.refresh().await;
+                    drop(permit);
+                    match refreshed {
                         Ok(true) => {
                             state.send_modify(|s| s.contacts_version += 1);
                             return;
