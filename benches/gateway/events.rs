@@ -17,6 +17,9 @@ use wa_sim::ControlClient;
 use super::gateway::Api;
 use super::stats::{percentile, round, sorted};
 
+/// Phone changes sent to wa-sim's control API at once.
+const CONTROL_CALLS: usize = 256;
+
 /// Arrivals per device, each device with its own wake-up (one arrival wakes only the sender
 /// waiting for it, not every device's).
 #[derive(Default)]
@@ -149,18 +152,26 @@ impl Events<'_> {
         before: usize,
     ) -> Result<RunFigures> {
         let started = Instant::now();
+        // Every device may wait for its event at once, but the phones' changes go to wa-sim's
+        // control API a few hundred at a time: ten thousand connections opened at once overflow
+        // its listen backlog, and the connects retried seconds later would be measured as event
+        // latency.
+        let calls = tokio::sync::Semaphore::new(CONTROL_CALLS);
         let latencies: Vec<Result<Vec<f64>>> = futures::stream::iter(self.devices)
             .map(|(device, phone)| {
                 let arrivals = arrivals.clone();
+                let calls = &calls;
                 async move {
                     let mut latencies = Vec::with_capacity(self.rounds * 2);
                     for round in 0..self.rounds * 2 {
                         let action = if round % 2 == 0 { "block" } else { "unblock" };
+                        let permit = calls.acquire().await?;
                         let sent = Instant::now();
                         control
                             .change_blocklist(phone, action, self.target_jid)
                             .await
                             .map_err(|e| anyhow!("{phone} {action}: {e:?}"))?;
+                        drop(permit);
                         let arrived = wait_for(&arrivals, device, before + round + 1).await?;
                         latencies.push((arrived - sent).as_secs_f64() * 1000.0);
                     }

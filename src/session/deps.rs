@@ -75,6 +75,14 @@ pub fn background_permits(connections: u32) -> usize {
     (connections as usize / 2).max(1)
 }
 
+/// One-time pre-keys generated and uploaded per batch: at pairing, and again whenever WhatsApp
+/// reports fewer than five left. whatsmeow's batch (`WantedPreKeyCount`, 50), not WhatsApp
+/// Web's `UPLOAD_KEYS_COUNT` (812, whatsapp-rust's default): a gateway session starts few new
+/// chats, and the 812-key upload grew each session's send buffer by about 40 KiB at pairing
+/// (whatsapp-rust keeps that buffer for the life of the connection) and wrote 812 key rows
+/// per device to PostgreSQL.
+pub const PRE_KEY_BATCH: usize = 50;
+
 /// whatsapp-rust's caches for one gateway session. The defaults are WhatsApp Web's, for one
 /// tab that renders chats and sends to large groups; a gateway process holds thousands of
 /// sessions that answer API calls, so the per-session lock and lane maps are bounded far lower.

@@ -80,6 +80,7 @@ impl DeviceActor {
                 self.state.clone(),
             ))
             .skip_history_sync()
+            .with_wanted_pre_key_count(crate::session::deps::PRE_KEY_BATCH)
             .with_cache_config(crate::session::deps::session_cache_config())
             .with_device_props(
                 wacore::store::DevicePropsOverride::new().with_os(config.device_os.clone()),
