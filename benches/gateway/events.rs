@@ -157,6 +157,9 @@ impl Events<'_> {
         // its listen backlog, and the connects retried seconds later would be measured as event
         // latency.
         let calls = tokio::sync::Semaphore::new(CONTROL_CALLS);
+        // An event may wait behind one of every other device's in flight: 30 s, and 10 ms more
+        // per device changing at once (ten thousand at once queue for tens of seconds).
+        let within = Duration::from_secs(30) + Duration::from_millis(10) * concurrency as u32;
         let latencies: Vec<Result<Vec<f64>>> = futures::stream::iter(self.devices)
             .map(|(device, phone)| {
                 let arrivals = arrivals.clone();
@@ -172,7 +175,8 @@ impl Events<'_> {
                             .await
                             .map_err(|e| anyhow!("{phone} {action}: {e:?}"))?;
                         drop(permit);
-                        let arrived = wait_for(&arrivals, device, before + round + 1).await?;
+                        let arrived =
+                            wait_for(&arrivals, device, before + round + 1, within).await?;
                         latencies.push((arrived - sent).as_secs_f64() * 1000.0);
                     }
                     Ok(latencies)
@@ -194,9 +198,14 @@ impl Events<'_> {
     }
 }
 
-/// When the device's `count`-th event arrived (at most 30 s after it was due).
-async fn wait_for(arrivals: &Arrivals, device: &str, count: usize) -> Result<Instant> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+/// When the device's `count`-th event arrived (at most `within` after it was due).
+async fn wait_for(
+    arrivals: &Arrivals,
+    device: &str,
+    count: usize,
+    within: Duration,
+) -> Result<Instant> {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let arrived = match arrivals.get(device, count) {
             Ok(at) => return Ok(at),

@@ -275,7 +275,8 @@ async fn measure(
         .account(&phones.target)
         .await
         .map_err(|e| anyhow!("target: {e:?}"))?;
-    // The reference client pairs meanwhile (pairing includes WhatsApp's key-share grace).
+    // The reference client pairs while the gateway starts (pairing includes WhatsApp's key-share
+    // grace).
     let direct = tokio::spawn(bare::bare_client(
         sim.ws_url().to_owned(),
         control.clone(),
@@ -290,6 +291,9 @@ async fn measure(
     }
     .run(&gateway)
     .await?;
+
+    // Paired before the gateway's devices: among thousands of pairings it could miss its deadline.
+    let (client, bot) = direct.await.map_err(|e| anyhow!("bare client: {e}"))??;
 
     progress("pairing");
     let devices = create_devices(&api, &phones.devices).await?;
@@ -339,7 +343,6 @@ async fn measure(
     .run(&api)
     .await?;
 
-    let (client, bot) = direct.await.map_err(|e| anyhow!("bare client: {e}"))??;
     let target = BlockTarget {
         device,
         jid: &target.jid,
