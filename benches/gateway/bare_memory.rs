@@ -136,12 +136,7 @@ impl BareMemory<'_> {
 
 /// A process's resident set, KiB.
 fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
+    Ok(wuts_test_support::memory_kib(pid, "VmRSS")?)
 }
 
 /// The child's orders, when this process is the child.

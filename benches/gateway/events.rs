@@ -34,17 +34,21 @@ struct DeviceArrivals {
 }
 
 impl Arrivals {
-    /// The `count`-th arrival of the device if it came, else the wake-up to wait on.
-    fn get(&self, device: &str, count: usize) -> Result<Instant, Arc<tokio::sync::Notify>> {
+    /// `f` on the device's arrivals, under the lock.
+    fn with<T>(&self, device: &str, f: impl FnOnce(&mut DeviceArrivals) -> T) -> T {
         let mut by_device = self
             .by_device
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let arrivals = by_device.entry(device.to_owned()).or_default();
-        match arrivals.times.get(count - 1) {
+        f(by_device.entry(device.to_owned()).or_default())
+    }
+
+    /// The `count`-th arrival of the device if it came, else the wake-up to wait on.
+    fn get(&self, device: &str, count: usize) -> Result<Instant, Arc<tokio::sync::Notify>> {
+        self.with(device, |arrivals| match arrivals.times.get(count - 1) {
             Some(at) => Ok(*at),
             None => Err(arrivals.arrived.clone()),
-        }
+        })
     }
 }
 
@@ -53,13 +57,10 @@ async fn receive(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> &'static
     if let Ok(event) = serde_json::from_slice::<Value>(&body)
         && let Some(device) = event["device_id"].as_str()
     {
-        let mut by_device = arrivals
-            .by_device
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let arrivals = by_device.entry(device.to_owned()).or_default();
-        arrivals.times.push(now);
-        arrivals.arrived.notify_waiters();
+        arrivals.with(device, |arrivals| {
+            arrivals.times.push(now);
+            arrivals.arrived.notify_waiters();
+        });
     }
     "ok"
 }

@@ -62,12 +62,7 @@ impl Gateway {
     /// pages of the binary and libraries, which grow as code runs for the first time whatever
     /// the number of devices.
     pub fn rss_anon_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("RssAnon:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| anyhow!("no RssAnon in /proc/<pid>/status"))
+        Ok(self.process.rss_anon_kib()?)
     }
 
     /// Everything the process logged so far.

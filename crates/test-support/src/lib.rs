@@ -12,4 +12,4 @@ pub mod database;
 pub mod process;
 
 pub use database::{ScratchDatabase, with_database};
-pub use process::{Error, GatewayCommand, GatewayProcess};
+pub use process::{Error, GatewayCommand, GatewayProcess, memory_kib};

@@ -175,13 +175,13 @@ impl GatewayProcess {
 
     /// Resident set size in KiB, from `/proc` (Linux).
     pub fn rss_kib(&self) -> Result<u64, Error> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .map_err(|e| Error::Memory(e.to_string()))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| Error::Memory("no VmRSS in /proc/<pid>/status".to_owned()))
+        memory_kib(self.pid(), "VmRSS")
+    }
+
+    /// Anonymous resident memory in KiB (`RssAnon`): the resident set without the pages of the
+    /// binary and libraries, which grow as code first runs whatever the process holds.
+    pub fn rss_anon_kib(&self) -> Result<u64, Error> {
+        memory_kib(self.pid(), "RssAnon")
     }
 
     /// SIGKILL: no shutdown, no flush, as a crash. Takes `&self` so that it can be sent while
@@ -279,6 +279,18 @@ impl Drop for GatewayProcess {
     }
 }
 
+/// One memory figure of a process, in KiB, from `/proc/<pid>/status` (Linux): `VmRSS`,
+/// `RssAnon`, ...
+pub fn memory_kib(pid: u32, field: &str) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| Error::Memory(e.to_string()))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| Error::Memory(format!("no {field} in /proc/{pid}/status")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +306,19 @@ mod tests {
             "{error}"
         );
         assert!(started.elapsed() < Duration::from_secs(10), "waited for it");
+    }
+
+    #[test]
+    fn memory_figures_are_read_by_their_exact_name() {
+        let me = std::process::id();
+        let rss = memory_kib(me, "VmRSS").expect("VmRSS");
+        let anon = memory_kib(me, "RssAnon").expect("RssAnon");
+        assert!(
+            rss > 0 && anon > 0 && anon <= rss,
+            "VmRSS {rss}, RssAnon {anon}"
+        );
+        // A prefix of a field's name is not that field.
+        assert!(memory_kib(me, "VmRS").is_err());
     }
 
     #[tokio::test]

@@ -36,8 +36,8 @@
 //!
 //! Simplified: no snapshots (a client at version 0 is sent every patch from the first; a
 //! snapshot would be an external blob on the media servers), collections other than
-//! `critical_block` and `critical_unblock_low` stay empty, and WhatsApp's `server_sync` notification of a new patch
-//! is not sent (companions learn of a contact when they sync).
+//! `critical_block` and `critical_unblock_low` stay empty, and WhatsApp's `server_sync`
+//! notification of a new patch is not sent (companions learn of a contact when they sync).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -227,11 +227,7 @@ pub fn add_contact(world: &mut WorldState, owner: &str, entry: AddressBookEntry)
     let jid = format!("{}@s.whatsapp.net", entry.phone);
     let index = serde_json::json!(["contact", jid]).to_string().into_bytes();
     let value = wa::SyncActionValue {
-        timestamp: Some(
-            i64::try_from(now_secs())
-                .unwrap_or(i64::MAX)
-                .saturating_mul(1000),
-        ),
+        timestamp: Some(action_time()),
         contact_action: MessageField::some(wa::sync_action_value::ContactAction {
             full_name: entry.full_name.clone(),
             first_name: entry.first_name.clone(),
@@ -246,6 +242,13 @@ pub fn add_contact(world: &mut WorldState, owner: &str, entry: AddressBookEntry)
     state.append(CONTACTS_COLLECTION, &[(index, value)])
 }
 
+/// When a mutation is made, as `SyncActionValue.timestamp` holds it (milliseconds).
+fn action_time() -> i64 {
+    i64::try_from(now_secs())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000)
+}
+
 /// Sets the account's own push name: a `setting_pushName` mutation in `critical_block`, where
 /// every companion reads it at its first sync, and again after any restart that lost it.
 pub fn set_push_name(world: &mut WorldState, owner: &str, name: &str) -> u64 {
@@ -253,11 +256,7 @@ pub fn set_push_name(world: &mut WorldState, owner: &str, name: &str) -> u64 {
         .to_string()
         .into_bytes();
     let value = wa::SyncActionValue {
-        timestamp: Some(
-            i64::try_from(now_secs())
-                .unwrap_or(i64::MAX)
-                .saturating_mul(1000),
-        ),
+        timestamp: Some(action_time()),
         push_name_setting: MessageField::some(wa::sync_action_value::PushNameSetting {
             name: Some(name.to_owned()),
         }),
