@@ -12,7 +12,7 @@ use sqlx::PgPool;
 
 use serde_json::Value;
 
-use crate::domain::{ContactId, DeviceScope, EventKind, Identity};
+use crate::domain::{ContactId, DeviceScope, EventKind, Identity, Lid, PhoneNumber};
 use crate::session::outbox::{self, Pending};
 use crate::store::StoreError;
 use crate::store::events::Wakeup;
@@ -45,46 +45,78 @@ pub(crate) async fn record_event(db: &PgPool, wakeup: &Wakeup, scope: &DeviceSco
     if update.is_empty() {
         return;
     }
-    if let Err(err) = record(db, wakeup, scope, &[update]).await {
+    if let Err(err) = record(db, wakeup, scope, &[update], None).await {
         tracing::warn!(error = %err, "recording contact names failed");
     }
 }
 
 /// Stores names and, in the same transaction, a `contact.pushname` event per user whose push
-/// name is new or changed (one per user, though the name may be stored under its LID and its
-/// phone number both).
+/// name is new or changed: one per user, though the name may be stored under its LID and its
+/// phone number both, and none when the user's other JID already held that name (a name first
+/// seen under the phone number, then under the LID once the pair is known). `pair`: the user's
+/// LID and phone number when the caller has just learned them together (a message stanza naming
+/// both), before the device's store holds the mapping.
 async fn record(
     db: &PgPool,
     wakeup: &Wakeup,
     scope: &DeviceScope,
     updates: &[NameUpdate],
+    pair: Option<(&Lid, &PhoneNumber)>,
 ) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     let changes = identities::record_names_in(&mut tx, scope, updates).await?;
-    if !changes.is_empty() {
-        let changes: Vec<(ContactId, &identities::PushNameChange)> = changes
-            .iter()
-            .filter_map(|c| Some((ContactId::from_wire(&c.jid)?, c)))
-            .collect();
-        let users: Vec<ContactId> = changes.iter().map(|(id, _)| id.clone()).collect();
-        // One identity per user, in order.
-        let known = identities::complete(db, scope, &users).await?;
-        let mut events: Vec<(Identity, Pending)> = Vec::new();
-        for ((_, change), identity) in changes.iter().zip(known) {
-            if events.iter().any(|(seen, _)| seen.same_user(&identity)) {
-                continue;
-            }
-            let mut data = outbox::contact(&identity);
-            data["push_name"] = Value::String(change.push_name.clone());
-            events.push((identity, Pending::new(EventKind::PushName, data)));
-        }
-        let events: Vec<Pending> = events.into_iter().map(|(_, e)| e).collect();
-        outbox::append_in(&mut tx, scope, &events).await?;
+    if changes.is_empty() {
         tx.commit().await?;
-        wakeup.committed();
         return Ok(());
     }
+    let changes: Vec<(ContactId, &identities::PushNameChange)> = changes
+        .iter()
+        .filter_map(|c| Some((ContactId::from_wire(&c.jid)?, c)))
+        .collect();
+    let users: Vec<ContactId> = changes.iter().map(|(id, _)| id.clone()).collect();
+    // One identity per user, in order.
+    let mut known = identities::complete(db, scope, &users).await?;
+    if let Some((lid, phone)) = pair {
+        for identity in &mut known {
+            if identity.lid.as_ref() == Some(lid) || identity.phone.as_ref() == Some(phone) {
+                identity.lid = Some(lid.clone());
+                identity.phone = Some(phone.clone());
+            }
+        }
+    }
+    // What the other JID of each user held before this transaction (read outside it).
+    let changed: Vec<&str> = changes.iter().map(|(_, c)| c.jid.as_str()).collect();
+    let others: Vec<String> = known
+        .iter()
+        .flat_map(|i| [i.pn_jid(), i.lid_jid()])
+        .flatten()
+        .filter(|jid| !changed.contains(&jid.as_str()))
+        .collect();
+    let before = identities::names_of(db, scope, &others).await?;
+    let mut events: Vec<(Identity, Pending)> = Vec::new();
+    for ((_, change), identity) in changes.iter().zip(known) {
+        if events.iter().any(|(seen, _)| seen.same_user(&identity)) {
+            continue;
+        }
+        let already = [identity.pn_jid(), identity.lid_jid()]
+            .into_iter()
+            .flatten()
+            .filter_map(|jid| before.get(&jid))
+            .any(|names| names.push_name.as_deref() == Some(change.push_name.as_str()));
+        if already {
+            continue;
+        }
+        let mut data = outbox::contact(&identity);
+        data["push_name"] = Value::String(change.push_name.clone());
+        events.push((identity, Pending::new(EventKind::PushName, data)));
+    }
+    let events: Vec<Pending> = events.into_iter().map(|(_, e)| e).collect();
+    let any = !events.is_empty();
+    outbox::append_in(&mut tx, scope, &events).await?;
     tx.commit().await?;
+    if any {
+        wakeup.committed();
+    }
     Ok(())
 }
 
@@ -136,7 +168,8 @@ pub(crate) async fn record_message_sender(
         ..NameUpdate::default()
     })
     .collect();
-    if let Err(err) = record(db, wakeup, scope, &updates).await {
+    let pair = lid.as_ref().zip(phone.as_ref());
+    if let Err(err) = record(db, wakeup, scope, &updates, pair).await {
         tracing::warn!(error = %err, "recording a push name failed");
     }
     if let (Some(lid), Some(phone), Some(client)) = (lid, phone, client)

@@ -649,6 +649,14 @@ async fn whatsapp_changes_become_signed_events_even_while_the_gateway_was_down()
     assert_eq!(named.len(), 1, "one event per user: {named:?}");
     assert_eq!(named[0]["data"]["push_name"], "Caio");
     assert_eq!(named[0]["data"]["phone_number"], caio.phone.as_str());
+    // Both halves, though the stanza came before the device's store knew the pair.
+    assert_eq!(named[0]["data"]["lid_jid"], caio.lid_jid.as_str());
+    // The same name again, now stored under both JIDs: no new event (checked below, once later
+    // events have arrived).
+    sim.control()
+        .send_message(&phone, &caio.phone)
+        .await
+        .expect("caio writes again");
 
     // The secret rotates: the old one keeps signing alongside the new one for a while.
     let rotated = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX";
@@ -680,6 +688,11 @@ async fn whatsapp_changes_become_signed_events_even_while_the_gateway_was_down()
     assert_eq!(data["added"][0]["phone_number"], caio.phone.as_str());
     assert_eq!(data["count"], 2);
     assert_eq!(data["prev_dhash"], blocked[0]["data"]["dhash"]);
+    let named = got
+        .iter()
+        .filter(|r| r.json()["event"] == "contact.pushname")
+        .count();
+    assert_eq!(named, 1, "a push name seen again is no change");
     assert_eq!(from_phone.header("webhook-signature").split(' ').count(), 2);
     assert!(verify(rotated, from_phone), "the new secret verifies");
     assert!(
