@@ -175,6 +175,10 @@ pub async fn reconcile(
             );
         }
     }
+    // Nothing changed since the last connect (the usual case): nothing to store.
+    if synced && before == now {
+        return Ok(0);
+    }
     let rows: Vec<(String, Value)> = now.into_iter().collect();
     let mut tx = db.begin().await?;
     group_snapshots::replace_all(&mut tx, scope, &rows).await?;

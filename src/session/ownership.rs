@@ -29,6 +29,9 @@ use crate::store::nodes;
 /// How often the keeper checks its lock connection.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The most devices the keeper takes in one batch.
+const ACQUIRE_BATCH: usize = 256;
+
 /// The advisory-lock key of a device: its UUID folded to 64 bits.
 pub fn lock_key(device: DeviceId) -> i64 {
     let bytes = device.0.as_bytes();
@@ -166,24 +169,22 @@ impl Keeper {
     async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         let mut check = tokio::time::interval(CHECK_INTERVAL);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut queued = Vec::with_capacity(ACQUIRE_BATCH);
         loop {
             tokio::select! {
                 request = requests.recv() => match request {
-                    Some(Request::Acquire(device, reply)) => {
-                        let result = self.acquire(device).await;
-                        let _ = reply.send(result);
-                    }
-                    Some(Request::Release(device, reply)) => {
-                        self.release(device).await;
-                        let _ = reply.send(());
-                    }
-                    Some(Request::Register(url, reply)) => {
-                        let node_id = self.node_id.clone();
-                        let result = match self.connection().await {
-                            Ok(connection) => nodes::register(connection, &node_id, &url).await,
-                            Err(err) => Err(err),
-                        };
-                        let _ = reply.send(result);
+                    Some(request) => {
+                        // Whatever else is waiting is served with it: a restore or a takeover
+                        // of thousands of devices takes their locks and leases a batch at a
+                        // time, not one round trip (and one commit) per device.
+                        queued.push(request);
+                        while queued.len() < ACQUIRE_BATCH {
+                            match requests.try_recv() {
+                                Ok(request) => queued.push(request),
+                                Err(_) => break,
+                            }
+                        }
+                        self.serve(&mut queued).await;
                     }
                     // Every handle is gone: the node is shutting down. Closing the connection
                     // releases whatever is still held.
@@ -194,6 +195,135 @@ impl Keeper {
         }
         if let Some(connection) = self.connection.take() {
             let _ = connection.close().await;
+        }
+    }
+
+    /// Serves requests in their order, each run of acquisitions together.
+    async fn serve(&mut self, queued: &mut Vec<Request>) {
+        let mut acquiring = Vec::new();
+        for request in queued.drain(..) {
+            match request {
+                Request::Acquire(device, reply) => acquiring.push((device, reply)),
+                other => {
+                    self.acquire_all(std::mem::take(&mut acquiring)).await;
+                    self.serve_one(other).await;
+                }
+            }
+        }
+        self.acquire_all(acquiring).await;
+    }
+
+    async fn serve_one(&mut self, request: Request) {
+        match request {
+            Request::Acquire(device, reply) => {
+                let result = self.acquire(device).await;
+                let _ = reply.send(result);
+            }
+            Request::Release(device, reply) => {
+                self.release(device).await;
+                let _ = reply.send(());
+            }
+            Request::Register(url, reply) => {
+                let node_id = self.node_id.clone();
+                let result = match self.connection().await {
+                    Ok(connection) => nodes::register(connection, &node_id, &url).await,
+                    Err(err) => Err(err),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Takes several devices: their locks in one statement, the leases of those taken in
+    /// another. Should the batch fail (a device deleted meanwhile, the connection broken), each
+    /// device is taken on its own, as [`Keeper::acquire`] does.
+    async fn acquire_all(
+        &mut self,
+        requests: Vec<(DeviceId, oneshot::Sender<Result<bool, sqlx::Error>>)>,
+    ) {
+        if requests.len() <= 1 {
+            for (device, reply) in requests {
+                let result = self.acquire(device).await;
+                let _ = reply.send(result);
+            }
+            return;
+        }
+        let mut wanted: Vec<DeviceId> = requests
+            .iter()
+            .map(|(device, _)| *device)
+            .filter(|device| !self.holds(*device))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        match self.take_all(&wanted).await {
+            Ok(taken) => {
+                for (device, reply) in requests {
+                    let _ = reply.send(Ok(self.holds(device) || taken.contains(&device)));
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, devices = wanted.len(), "batched takeover failed; taking devices one by one");
+                for (device, reply) in requests {
+                    let result = self.acquire(device).await;
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// Tries the locks of `devices` in one statement: whether each was taken, in order.
+    async fn try_lock_all(&mut self, devices: &[DeviceId]) -> Result<Vec<bool>, sqlx::Error> {
+        let keys: Vec<i64> = devices.iter().map(|d| lock_key(*d)).collect();
+        let connection = self.connection().await?;
+        let locked: Result<Vec<bool>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS u (k, n) \
+             ORDER BY n",
+        )
+        .bind(&keys)
+        .fetch_all(connection)
+        .await;
+        if locked.is_err() {
+            self.connection = None;
+        }
+        let locked = locked?;
+        if locked.len() != devices.len() {
+            return Err(sqlx::Error::Protocol(
+                "advisory locks answered for another number of devices".to_owned(),
+            ));
+        }
+        Ok(locked)
+    }
+
+    /// The locks, then the leases, of `devices` (none held yet). Answers those taken; on an
+    /// error, every lock this call took is given back.
+    async fn take_all(&mut self, devices: &[DeviceId]) -> Result<HashSet<DeviceId>, sqlx::Error> {
+        if devices.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let locked = self.try_lock_all(devices).await?;
+        let taken: Vec<DeviceId> = devices
+            .iter()
+            .zip(locked)
+            .filter(|(_, taken)| *taken)
+            .map(|(device, _)| *device)
+            .collect();
+        match nodes::take_leases(&self.pool, &taken, &self.node_id).await {
+            Ok(epochs) => {
+                for (device, epoch) in epochs {
+                    self.epochs.insert(device, epoch);
+                }
+                for device in &taken {
+                    self.set_held(*device, true);
+                }
+                tracing::debug!(devices = taken.len(), "device leases taken");
+                Ok(taken.into_iter().collect())
+            }
+            Err(err) => {
+                for device in taken {
+                    self.unlock(device).await;
+                }
+                Err(err)
+            }
         }
     }
 
@@ -287,7 +417,8 @@ impl Keeper {
         }
     }
 
-    /// Pings the lock connection; after a break, takes every lock back and reports those lost.
+    /// Pings the lock connection; after a break, takes every lock back (a batch at a time) and
+    /// reports those lost.
     async fn check(&mut self) {
         let alive = match self.connection.as_mut() {
             Some(connection) => connection.ping().await.is_ok(),
@@ -308,39 +439,49 @@ impl Keeper {
             devices = held.len(),
             "lock connection lost; taking locks back"
         );
-        for device in held {
-            match self.try_lock(device).await {
-                Ok(true) => {
-                    // Taken back only if the lease is still this node's, under the epoch it
-                    // took: another node may have taken it and let go of it since.
-                    let mine = self.epochs.get(&device).copied();
-                    match nodes::lease(&self.pool, device, Duration::from_secs(60)).await {
-                        Ok(Some(lease))
-                            if lease.node_id.as_deref() != Some(&self.node_id)
-                                || mine.is_some_and(|epoch| epoch != lease.epoch) =>
-                        {
-                            tracing::warn!("device.id" = %device, "device taken by another node");
-                            self.epochs.remove(&device);
-                            self.unlock(device).await;
-                            let _ = self.lost.send(device);
-                        }
-                        _ => self.set_held(device, true),
-                    }
-                }
-                Ok(false) => {
-                    tracing::warn!("device.id" = %device, "device taken by another node");
-                    self.epochs.remove(&device);
-                    let _ = self.lost.send(device);
-                }
-                Err(err) => {
-                    // Still unreachable: keep claiming the device and retry at the next
-                    // check; no other node can take it while PostgreSQL is down either.
-                    tracing::warn!(error = %err, "cannot reach PostgreSQL to restore locks");
-                    self.connection = None;
-                    self.set_held(device, true);
+        for batch in held.chunks(ACQUIRE_BATCH) {
+            if let Err(err) = self.take_back(batch).await {
+                // Still unreachable: keep claiming the devices and retry at the next check (on
+                // a new lock connection); no other node can take them while PostgreSQL is
+                // down either.
+                tracing::warn!(error = %err, "cannot reach PostgreSQL to restore locks");
+                for device in batch {
+                    self.set_held(*device, true);
                 }
             }
         }
+    }
+
+    /// Takes back the locks of devices this node held before its lock connection broke. A
+    /// lock is kept only if the lease is still this node's, under the epoch it took: another
+    /// node may have taken the device and let go of it since. The others are reported lost.
+    async fn take_back(&mut self, devices: &[DeviceId]) -> Result<(), sqlx::Error> {
+        let locked = self.try_lock_all(devices).await?;
+        // Unread, the leases are taken to be still this node's (as the locks say).
+        let leases = nodes::lease_holders(&self.pool, devices)
+            .await
+            .inspect_err(
+                |err| tracing::warn!(error = %err, "cannot read the leases of devices taken back"),
+            )
+            .unwrap_or_default();
+        for (device, taken) in devices.iter().zip(locked) {
+            let mine = self.epochs.get(device).copied();
+            let kept = taken
+                && leases.get(device).is_none_or(|(node, epoch)| {
+                    node.as_deref() == Some(&self.node_id) && mine.is_none_or(|mine| mine == *epoch)
+                });
+            if kept {
+                self.set_held(*device, true);
+                continue;
+            }
+            tracing::warn!("device.id" = %device, "device taken by another node");
+            self.epochs.remove(device);
+            if taken {
+                self.unlock(*device).await;
+            }
+            let _ = self.lost.send(*device);
+        }
+        Ok(())
     }
 }
 

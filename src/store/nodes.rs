@@ -6,6 +6,7 @@
 //! `session::ownership`); the lease is what the database fences writes with and what requests
 //! are routed by.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
@@ -188,6 +189,24 @@ pub async fn lease(
     }))
 }
 
+/// The holder and epoch of each of `devices`' leases (devices without a lease are absent).
+pub async fn lease_holders(
+    pool: &PgPool,
+    devices: &[DeviceId],
+) -> Result<HashMap<DeviceId, (Option<String>, i64)>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = devices.iter().map(|d| d.0).collect();
+    let rows = sqlx::query!(
+        "SELECT device_id, node_id, epoch FROM device_owners WHERE device_id = ANY($1)",
+        &ids,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (DeviceId(r.device_id), (r.node_id, r.epoch)))
+        .collect())
+}
+
 /// Takes a device's lease for `node` (its advisory lock is already held): a new epoch.
 pub async fn take_lease(pool: &PgPool, device: DeviceId, node: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
@@ -201,6 +220,35 @@ pub async fn take_lease(pool: &PgPool, device: DeviceId, node: &str) -> Result<i
     )
     .fetch_one(pool)
     .await
+}
+
+/// [`take_lease`] for several devices in one statement: their new epochs. A device deleted
+/// meanwhile fails the statement (its foreign key), and nothing is taken.
+pub async fn take_leases(
+    pool: &PgPool,
+    devices: &[DeviceId],
+    node: &str,
+) -> Result<Vec<(DeviceId, i64)>, sqlx::Error> {
+    if devices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<uuid::Uuid> = devices.iter().map(|d| d.0).collect();
+    let rows = sqlx::query!(
+        r#"INSERT INTO device_owners (device_id, node_id)
+           SELECT d, $2 FROM unnest($1::uuid[]) AS d
+           ON CONFLICT (device_id) DO UPDATE
+           SET node_id = excluded.node_id, epoch = device_owners.epoch + 1, handoff_to = NULL,
+               connected_at = NULL, since = now()
+           RETURNING device_id, epoch"#,
+        &ids,
+        node,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (DeviceId(r.device_id), r.epoch))
+        .collect())
 }
 
 /// Gives a device's lease up (keeping its epoch, and the node it is handed to, if any).

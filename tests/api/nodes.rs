@@ -896,3 +896,107 @@ async fn epochs(app: &TestApp, devices: &[String]) -> Vec<i64> {
     }
     epochs
 }
+
+/// A node's lock connection breaks (its backend is terminated) while it holds devices: the
+/// keeper takes the locks back on a new connection, except where another node took the device
+/// meanwhile (its lock, a newer epoch of its lease, or the lease itself), and reports those lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_lock_connection_takes_back_the_locks_still_its_own() {
+    use sqlx::Connection;
+    use std::str::FromStr;
+    use wuts_gateway::domain::DeviceId;
+    use wuts_gateway::session::ownership::{Ownership, lock_key};
+
+    let app = TestApp::spawn().await;
+    let tenant = app.register("locks-back").await;
+    let mut devices = Vec::new();
+    for i in 0..4 {
+        let id = app
+            .create_device(&tenant.admin_token, &format!("d{i}"))
+            .await;
+        devices.push(DeviceId(id.parse().expect("device id")));
+    }
+    let node = "keeper-under-test";
+    let options = sqlx::postgres::PgConnectOptions::from_str(&app.db.url()).expect("options");
+    let (ownership, mut lost) = Ownership::start(app.db.pool.clone(), options, node.to_owned())
+        .await
+        .expect("lock connection");
+    let taken = futures::future::join_all(devices.iter().map(|d| ownership.acquire(*d))).await;
+    assert!(
+        taken.iter().all(|t| matches!(t, Ok(true))),
+        "every device taken at once: {taken:?}"
+    );
+    let locks = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND a.application_name = $1",
+        )
+        .bind(format!("wuts:{node}"))
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("locks")
+    };
+    assert_eq!(locks().await, 4);
+
+    // Meanwhile another node: waits for the second device's lock, and took the third (a newer
+    // epoch, given back since) and the fourth (its lease names it).
+    let mut other = sqlx::PgConnection::connect(&app.db.url())
+        .await
+        .expect("other node");
+    let waiting = tokio::spawn({
+        let key = lock_key(devices[1]);
+        async move {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(key)
+                .execute(&mut other)
+                .await
+                .expect("the other node's lock");
+            other
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (device, change) in [
+        (
+            devices[2],
+            "UPDATE device_owners SET epoch = epoch + 1 WHERE device_id = $1",
+        ),
+        (
+            devices[3],
+            "UPDATE device_owners SET node_id = 'elsewhere' WHERE device_id = $1",
+        ),
+    ] {
+        sqlx::query(change)
+            .bind(device)
+            .execute(&app.db.pool)
+            .await
+            .expect("lease changed");
+    }
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(format!("wuts:{node}"))
+    .execute(&app.db.pool)
+    .await
+    .expect("lock connection broken");
+    let _other = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the other node gets its lock once the connection is gone")
+        .expect("task");
+
+    let mut reported = Vec::new();
+    while reported.len() < 3 {
+        let device = tokio::time::timeout(Duration::from_secs(10), lost.recv())
+            .await
+            .expect("lost devices reported")
+            .expect("channel open");
+        reported.push(device);
+    }
+    reported.sort();
+    let mut expected = devices[1..].to_vec();
+    expected.sort();
+    assert_eq!(reported, expected);
+    assert!(ownership.holds(devices[0]));
+    assert!(devices[1..].iter().all(|d| !ownership.holds(*d)));
+    // Only the first device's lock is held again, on the new connection.
+    assert_eq!(locks().await, 1);
+}
