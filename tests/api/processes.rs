@@ -907,5 +907,12 @@ async fn a_failed_connection_attempt_is_logged_on_one_line_even_with_rust_backtr
         }),
         "a backtrace frame reached the log:\n{logs}"
     );
+    // Errors capture no backtrace at all (resolving one costs the process its symbol tables,
+    // over 100 MB kept for good), while a panic still prints its own.
+    let environ = std::fs::read(format!("/proc/{}/environ", process.gateway.pid()))
+        .expect("the gateway's environment");
+    let environ: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    assert!(environ.contains(&&b"RUST_LIB_BACKTRACE=0"[..]));
+    assert!(environ.contains(&&b"RUST_BACKTRACE=1"[..]));
     process.terminate().await;
 }
