@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// jemalloc rather than the system's allocator: the many small buffers of thousands of sessions
-/// take less room in it. Measured with 1,000 devices paired through the API, three runs each:
-/// 122 KiB of anonymous memory per freshly paired session against 131 with glibc's allocator,
-/// 98 per restored session against 100.
+/// take less room in it. Measured with 1,000 devices paired through the API: 122 KiB of
+/// anonymous memory per freshly paired session (four runs) against 131 with glibc's allocator
+/// (three runs), 98 per restored session against 100.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 /// `RUST_LIB_BACKTRACE` not, every `anyhow` error captures a backtrace, and the first one
 /// whatsapp-rust logs in its `Debug` form is resolved to symbols: the standard library then
 /// loads the executable's symbol and line tables, over 100 MB, and keeps them for the life of the
-/// process (measured: 1,000 freshly paired sessions at 122 KiB each, or at 225 when one send
+/// process (measured: 1,000 freshly paired sessions at about 130 KiB each, or at 225 when one send
 /// failed and was logged during pairing). The process starts itself again with
 /// `RUST_LIB_BACKTRACE=0`, so that errors capture none while a panic still prints its backtrace.
 /// An operator who wants the errors' backtraces sets `RUST_LIB_BACKTRACE=1`. Should the

@@ -209,17 +209,11 @@ pub async fn lease_holders(
 
 /// Takes a device's lease for `node` (its advisory lock is already held): a new epoch.
 pub async fn take_lease(pool: &PgPool, device: DeviceId, node: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"INSERT INTO device_owners (device_id, node_id) VALUES ($1, $2)
-           ON CONFLICT (device_id) DO UPDATE
-           SET node_id = excluded.node_id, epoch = device_owners.epoch + 1, handoff_to = NULL,
-               connected_at = NULL, since = now()
-           RETURNING epoch"#,
-        device as DeviceId,
-        node,
-    )
-    .fetch_one(pool)
-    .await
+    take_leases(pool, &[device], node)
+        .await?
+        .first()
+        .map(|(_, epoch)| *epoch)
+        .ok_or(sqlx::Error::RowNotFound)
 }
 
 /// [`take_lease`] for several devices in one statement: their new epochs. A device deleted

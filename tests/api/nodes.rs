@@ -906,6 +906,7 @@ async fn a_broken_lock_connection_takes_back_the_locks_still_its_own() {
     use std::str::FromStr;
     use wuts_gateway::domain::DeviceId;
     use wuts_gateway::session::ownership::{Ownership, lock_key};
+    use wuts_gateway::store::nodes::APPLICATION_PREFIX;
 
     let app = TestApp::spawn().await;
     let tenant = app.register("locks-back").await;
@@ -931,7 +932,7 @@ async fn a_broken_lock_connection_takes_back_the_locks_still_its_own() {
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND a.application_name = $1",
         )
-        .bind(format!("wuts:{node}"))
+        .bind(format!("{APPLICATION_PREFIX}{node}"))
         .fetch_one(&app.db.pool)
         .await
         .expect("locks")
@@ -974,7 +975,7 @@ async fn a_broken_lock_connection_takes_back_the_locks_still_its_own() {
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
     )
-    .bind(format!("wuts:{node}"))
+    .bind(format!("{APPLICATION_PREFIX}{node}"))
     .execute(&app.db.pool)
     .await
     .expect("lock connection broken");
